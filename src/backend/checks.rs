@@ -1,0 +1,166 @@
+//! Checks shared by backends that evaluate limits and conditions themselves (memory, fs,
+//! and any user backend that wants the same semantics). Each returns the error every
+//! backend must give for the situation.
+
+use super::{Capabilities, ConditionalModes};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{GetOptions, ObjectMeta, PartInfo, PartNumber, PutMode};
+
+/// Checks a part list before completion: non-empty, strictly ascending, sizes within the
+/// limits. Shared by the backends that assemble parts themselves.
+pub fn check_part_list(
+    backend: &str,
+    key: &Key,
+    caps: &Capabilities,
+    parts: &[PartInfo],
+) -> Result<()> {
+    let err = |msg: String| {
+        Error::invalid_input(Op::CompleteMultipart, backend, msg).with_key(key.as_str())
+    };
+    if parts.is_empty() {
+        return Err(err("no parts to complete".into()));
+    }
+    for w in parts.windows(2) {
+        if w[0].number >= w[1].number {
+            return Err(err(format!(
+                "parts must be listed in ascending order without repeats: {} then {}",
+                w[0].number, w[1].number
+            )));
+        }
+    }
+    for p in &parts[..parts.len() - 1] {
+        if p.size < caps.min_part_size {
+            return Err(err(format!(
+                "part {} is {} bytes, below the minimum part size {} (only the last part may be smaller)",
+                p.number, p.size, caps.min_part_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a part number and size before upload.
+pub fn check_part(
+    backend: &str,
+    key: &Key,
+    caps: &Capabilities,
+    part: PartNumber,
+    size: u64,
+) -> Result<()> {
+    if part.get() > caps.max_parts {
+        return Err(Error::invalid_input(
+            Op::PutPart,
+            backend,
+            format!(
+                "part number {part} exceeds the limit of {} parts",
+                caps.max_parts
+            ),
+        )
+        .with_key(key.as_str()));
+    }
+    if size > caps.max_part_size {
+        return Err(Error::invalid_input(
+            Op::PutPart,
+            backend,
+            format!(
+                "part of {size} bytes exceeds the maximum part size {}",
+                caps.max_part_size
+            ),
+        )
+        .with_key(key.as_str()));
+    }
+    Ok(())
+}
+
+/// Answers `Unsupported` for a put mode the capabilities do not list.
+pub fn check_mode(
+    backend: &str,
+    op: Op,
+    key: &Key,
+    modes: &ConditionalModes,
+    mode: &PutMode,
+) -> Result<()> {
+    if modes.supports(mode) {
+        Ok(())
+    } else {
+        Err(Error::unsupported(
+            op,
+            backend,
+            format!("conditional mode '{}' is not supported here", mode.name()),
+        )
+        .with_key(key.as_str()))
+    }
+}
+
+/// Evaluates a write condition against the current object (`None` when absent).
+pub fn check_write_condition(
+    backend: &str,
+    op: Op,
+    key: &Key,
+    current: Option<&ObjectMeta>,
+    mode: &PutMode,
+) -> Result<()> {
+    match (mode, current) {
+        (PutMode::Overwrite, _) => Ok(()),
+        (PutMode::Create, None) => Ok(()),
+        (PutMode::Create, Some(_)) => Err(Error::new(
+            ErrorKind::AlreadyExists,
+            op,
+            backend,
+            "an object already exists at this key",
+        )
+        .with_key(key.as_str())),
+        (PutMode::IfMatch(want), Some(m)) if m.etag.as_deref() == Some(want.as_str()) => Ok(()),
+        (PutMode::IfMatch(want), cur) => Err(Error::new(
+            ErrorKind::PreconditionFailed,
+            op,
+            backend,
+            match cur {
+                Some(m) => format!(
+                    "etag is {}, the write required {want}",
+                    m.etag.as_deref().unwrap_or("none")
+                ),
+                None => format!("no object exists, the write required etag {want}"),
+            },
+        )
+        .with_key(key.as_str())),
+    }
+}
+
+/// Evaluates read conditions (see [`GetOptions`]), mapping a failure to its error.
+pub fn check_get_conditions(
+    backend: &str,
+    key: &Key,
+    opts: &GetOptions,
+    meta: &ObjectMeta,
+) -> Result<()> {
+    match opts.check_conditions(meta) {
+        None => Ok(()),
+        Some(kind) => Err(Error::new(
+            kind,
+            Op::Get,
+            backend,
+            match kind {
+                ErrorKind::NotModified => "the object has not changed",
+                _ => "the read's condition does not hold",
+            },
+        )
+        .with_key(key.as_str())),
+    }
+}
+
+/// Resolves the requested range against `size`, mapping a failure to `InvalidInput`.
+pub fn resolve_range(
+    backend: &str,
+    key: &Key,
+    opts: &GetOptions,
+    size: u64,
+) -> Result<std::ops::Range<u64>> {
+    match &opts.range {
+        None => Ok(0..size),
+        Some(r) => r
+            .resolve(size)
+            .map_err(|m| Error::invalid_input(Op::Get, backend, m).with_key(key.as_str())),
+    }
+}

@@ -1,0 +1,208 @@
+//! The backend SPI: the small set of primitives a storage provider really has.
+//!
+//! A [`Backend`] is deliberately dumb: it stores and returns bytes under validated keys,
+//! evaluates conditions, and offers id-based multipart primitives. Policy (key prefixes,
+//! part sizing, concurrency, retries) lives above it, in [`Store`](crate::Store) and the
+//! middleware, written once for every backend.
+//!
+//! Implement this trait to plug in a provider of your own, then run the
+//! [conformance suite](crate::conformance) (feature `conformance`) against it.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Op, Result};
+use crate::key::Key;
+use crate::object::{
+    CopyMode, GetOptions, GetResult, ListPage, ListRequest, MultipartUploadInfo, ObjectMeta,
+    PartInfo, PartNumber, Payload, PresignMethod, PutMode, PutOptions, UploadId,
+};
+
+pub mod checks;
+pub mod fs;
+mod listing;
+pub mod memory;
+
+pub use fs::FsBackend;
+pub use memory::MemoryBackend;
+
+/// Which conditional write modes a write path supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ConditionalModes {
+    /// [`PutMode::Create`]: write only if absent.
+    pub create: bool,
+    /// [`PutMode::IfMatch`]: write only if the ETag matches.
+    pub if_match: bool,
+}
+
+impl ConditionalModes {
+    /// Both modes.
+    pub const ALL: ConditionalModes = ConditionalModes {
+        create: true,
+        if_match: true,
+    };
+    /// Neither mode.
+    pub const NONE: ConditionalModes = ConditionalModes {
+        create: false,
+        if_match: false,
+    };
+
+    /// Whether `mode` is supported (`Overwrite` always is).
+    pub fn supports(&self, mode: &PutMode) -> bool {
+        match mode {
+            PutMode::Overwrite => true,
+            PutMode::Create => self.create,
+            PutMode::IfMatch(_) => self.if_match,
+        }
+    }
+}
+
+/// What a backend can do, as plain data that the transfer engine, the conformance suite and
+/// users all read. A feature marked absent answers
+/// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), never a silent fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Smallest size of a multipart part other than the last (S3: 5 MiB).
+    pub min_part_size: u64,
+    /// Largest size of a part (S3: 5 GiB).
+    pub max_part_size: u64,
+    /// Most parts in one upload (S3: 10,000).
+    pub max_parts: u32,
+    /// Largest object, if bounded (S3: 5 TiB).
+    pub max_object_size: Option<u64>,
+    /// Conditional modes of single-shot [`Backend::put`].
+    pub put_modes: ConditionalModes,
+    /// Conditional modes of [`Backend::complete_multipart`].
+    pub multipart_modes: ConditionalModes,
+    /// Whether [`CopyMode::Create`] (copy only if the destination is absent) is supported.
+    pub copy_if_absent: bool,
+    /// Whether [`Backend::list_multipart_uploads`] is supported.
+    pub multipart_listing: bool,
+    /// Whether [`Backend::presign`] is supported.
+    pub presign: bool,
+    /// Longest presigned URL lifetime the provider accepts.
+    pub max_presign_expiry: Duration,
+    /// Whether user metadata is stored.
+    pub user_metadata: bool,
+    /// Whether the content type is stored.
+    pub content_type: bool,
+    /// Largest page a listing returns.
+    pub max_list_page: usize,
+    /// Whether an object and keys below it can coexist (`a` and `a/b`). A directory on a
+    /// filesystem cannot also be a file, so the `fs` backend answers `false`.
+    pub object_and_children: bool,
+}
+
+impl Capabilities {
+    /// The limits of S3, which memory and fs copy by default so that code tested on them
+    /// behaves the same in the cloud.
+    pub fn s3_like() -> Self {
+        Capabilities {
+            min_part_size: 5 * MIB,
+            max_part_size: 5 * GIB,
+            max_parts: 10_000,
+            max_object_size: Some(5 * TIB),
+            put_modes: ConditionalModes::ALL,
+            multipart_modes: ConditionalModes::ALL,
+            copy_if_absent: true,
+            multipart_listing: true,
+            presign: false,
+            max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
+            user_metadata: true,
+            content_type: true,
+            max_list_page: 1000,
+            object_and_children: true,
+        }
+    }
+}
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+/// One gibibyte.
+pub const GIB: u64 = 1024 * MIB;
+/// One tebibyte.
+pub const TIB: u64 = 1024 * GIB;
+
+/// The storage provider interface. Keys arrive validated; each method documents the
+/// semantics every implementation must give (the conformance suite checks them).
+#[async_trait]
+pub trait Backend: Debug + Send + Sync + 'static {
+    /// A short name used in errors and logs (`memory`, `fs`, `s3`, ...).
+    fn name(&self) -> &str;
+
+    /// What this backend supports.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// Writes a whole object in one request, honouring `opts.mode`.
+    async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta>;
+
+    /// Reads an object or a range of it, honouring the conditions of `opts`.
+    async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult>;
+
+    /// Reads an object's metadata, including user metadata.
+    async fn head(&self, key: &Key) -> Result<ObjectMeta>;
+
+    /// Deletes an object; deleting a missing object succeeds.
+    async fn delete(&self, key: &Key) -> Result<()>;
+
+    /// Lists one page of keys starting with `req.prefix`, in byte order.
+    async fn list(&self, req: &ListRequest) -> Result<ListPage>;
+
+    /// Copies an object within this backend, keeping content type and user metadata.
+    async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta>;
+
+    /// Starts a multipart upload; content type and metadata come from `opts`, while the
+    /// condition is enforced by [`Backend::complete_multipart`].
+    async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId>;
+
+    /// Uploads part `part`; uploading the same number again replaces it.
+    async fn put_part(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        part: PartNumber,
+        data: Payload,
+    ) -> Result<PartInfo>;
+
+    /// Assembles the listed parts (ascending numbers, every part but the last at least
+    /// [`Capabilities::min_part_size`]) into the object, honouring `mode`. The object is
+    /// invisible until this succeeds.
+    async fn complete_multipart(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+    ) -> Result<ObjectMeta>;
+
+    /// Discards an upload and its parts; aborting an unknown upload succeeds.
+    async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()>;
+
+    /// Lists in-progress multipart uploads whose key starts with `prefix`.
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        let _ = prefix;
+        Err(Error::unsupported(
+            Op::ListMultipart,
+            self.name(),
+            "listing multipart uploads is not supported by this backend",
+        ))
+    }
+
+    /// A URL that allows `method` on `key` without credentials until `expires_in` passes.
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &Key,
+        expires_in: Duration,
+    ) -> Result<url::Url> {
+        let _ = (method, expires_in);
+        Err(Error::unsupported(
+            Op::Presign,
+            self.name(),
+            "presigned URLs are not supported by this backend",
+        )
+        .with_key(key.as_str()))
+    }
+}

@@ -1,0 +1,261 @@
+//! Opening a [`Store`] from a URL plus options: configuration, never code, picks the backend.
+//!
+//! | URL | backend | status |
+//! |---|---|---|
+//! | `memory://` or `memory:///prefix` | a new, empty [`MemoryBackend`] | available |
+//! | `file:///absolute/dir` | [`FsBackend`] rooted at the directory | available |
+//! | `s3://bucket/prefix` | Amazon S3 and S3-compatible stores | recognised, not wired yet |
+//! | `az://container/prefix`, `abfs://…`, `https://<account>.blob.core.windows.net/…` | Azure Blob Storage | recognised, not wired yet |
+//! | `gs://bucket/prefix` | Google Cloud Storage | recognised, not wired yet |
+//!
+//! A path after the location becomes the store's key prefix ([`Store::with_prefix`]).
+//! `file://` URLs need an absolute path; percent-escapes in it are decoded.
+//!
+//! Options for `file://`: `fsync` (`true`/`false`, default `true`). `memory://` takes none.
+//! An unknown option is an error, so a typo cannot silently change behaviour.
+//!
+//! Credentials in a URL's user-info part are never repeated in errors or `Debug` output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::backend::{FsBackend, MemoryBackend};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::store::Store;
+
+/// Options that go with a URL, as name/value strings (names are case-insensitive).
+///
+/// Values of options whose names suggest a secret (`secret`, `key`, `token`, `password`,
+/// `credential`, `sas`, `signature`) are redacted from `Debug`.
+///
+/// ```
+/// use cloudstore::StoreOptions;
+/// let opts = StoreOptions::new().with("fsync", "false").with("secret_access_key", "hunter2");
+/// assert_eq!(opts.get("FSYNC"), Some("false"));
+/// assert!(!format!("{opts:?}").contains("hunter2"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    entries: BTreeMap<String, String>,
+}
+
+impl StoreOptions {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces an option.
+    pub fn with(mut self, name: impl AsRef<str>, value: impl Into<String>) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    /// Adds or replaces an option.
+    pub fn set(&mut self, name: impl AsRef<str>, value: impl Into<String>) {
+        self.entries
+            .insert(name.as_ref().to_ascii_lowercase(), value.into());
+    }
+
+    /// The value of an option.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// Option names, lowercased.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    fn bool(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(config_error(format!(
+                    "option '{name}' must be true or false, not '{v}'"
+                ))),
+            },
+        }
+    }
+
+    fn only(&self, scheme: &str, allowed: &[&str]) -> Result<()> {
+        match self.names().find(|n| !allowed.contains(n)) {
+            None => Ok(()),
+            Some(n) => Err(config_error(format!(
+                "unknown option '{n}' for {scheme}:// (known: {})",
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            ))),
+        }
+    }
+}
+
+/// Whether an option name suggests a secret value.
+pub fn is_secret_option(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "secret",
+        "key",
+        "token",
+        "password",
+        "credential",
+        "sas",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+impl fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (k, v) in &self.entries {
+            if is_secret_option(k) {
+                m.entry(k, &"<redacted>");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for StoreOptions {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut o = StoreOptions::new();
+        for (k, v) in iter {
+            o.set(k, v);
+        }
+        o
+    }
+}
+
+fn config_error(message: String) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        Op::Configure,
+        "cloudstore",
+        message,
+    )
+}
+
+/// A URL with any user-info (credentials) replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (&url[..i + 3], &url[i + 3..]),
+        None => return url.to_string(),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Opens a store; see the module documentation.
+pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
+    let shown = redact_url(raw);
+    let url =
+        url::Url::parse(raw).map_err(|e| config_error(format!("malformed URL '{shown}': {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(config_error(format!(
+            "URL '{shown}' carries credentials; pass them as options or environment instead"
+        )));
+    }
+    match url.scheme() {
+        "memory" => {
+            options.only("memory", &[])?;
+            let store = Store::new(MemoryBackend::new());
+            with_path_prefix(store, url.path(), &shown)
+        }
+        "file" => {
+            options.only("file", &["fsync"])?;
+            if url
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && h != "localhost")
+            {
+                return Err(config_error(format!(
+                    "file URL '{shown}' names a host; use an absolute path: file:///dir"
+                )));
+            }
+            let path = url.to_file_path().map_err(|()| {
+                config_error(format!(
+                    "file URL '{shown}' needs an absolute path: file:///dir"
+                ))
+            })?;
+            let backend = FsBackend::new(&path)?.with_fsync(options.bool("fsync", true)?);
+            Ok(Store::new(backend))
+        }
+        scheme @ ("s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "gcs") => {
+            Err(not_wired(scheme, &shown))
+        }
+        "https" | "http"
+            if url
+                .host_str()
+                .is_some_and(|h| h.ends_with(".blob.core.windows.net")) =>
+        {
+            Err(not_wired("azure", &shown))
+        }
+        other => Err(config_error(format!(
+            "unknown scheme '{other}' in '{shown}'; expected memory, file, s3, az or gs"
+        ))),
+    }
+}
+
+fn not_wired(scheme: &str, shown: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        Op::Configure,
+        "cloudstore",
+        format!(
+            "'{shown}': the {scheme} backend is not available in this version of cloudstore \
+             (memory:// and file:// are)"
+        ),
+    )
+}
+
+fn with_path_prefix(store: Store, path: &str, shown: &str) -> Result<Store> {
+    let decoded = percent_decode(path)
+        .ok_or_else(|| config_error(format!("URL '{shown}' has a path that is not UTF-8")))?;
+    let p = decoded.trim_matches('/');
+    if p.is_empty() {
+        return Ok(store);
+    }
+    store
+        .with_prefix(p)
+        .map_err(|e| config_error(format!("URL '{shown}': {}", e.message())))
+}
+
+/// Decodes `%XX` escapes; `None` if the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo() {
+        assert_eq!(redact_url("s3://AKIA:secret@bucket/x"), "s3://***@bucket/x");
+        assert_eq!(redact_url("s3://bucket/x@y"), "s3://bucket/x@y");
+        assert_eq!(redact_url("no scheme"), "no scheme");
+    }
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("a%20b%2Fc").unwrap(), "a b/c");
+        assert_eq!(percent_decode("100%").unwrap(), "100%");
+        assert!(percent_decode("%ff").is_none());
+    }
+}

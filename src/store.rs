@@ -1,0 +1,437 @@
+//! [`Store`]: the cheap-to-clone handle most users touch.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::backend::{Backend, Capabilities, FsBackend, MemoryBackend};
+use crate::config::StoreOptions;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::{Key, validate_prefix};
+use crate::object::{
+    ByteRange, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Listing,
+    MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod, PutMode,
+    PutOptions, UploadId,
+};
+
+/// A handle on a storage location: a backend plus an optional key prefix.
+///
+/// Cloning is cheap (two reference counts) and clones share the backend. Keys given to a
+/// store are validated ([`Key`]) and placed under its prefix; keys it returns are relative
+/// to the prefix again.
+///
+/// # Listing semantics
+///
+/// A listing prefix is a **plain string prefix**, as on S3: `list(Some("logs/2026"))`
+/// returns `logs/2026/a` and also `logs/2026-old/b`. To list one "directory", end the
+/// prefix with `/`. Every backend, including `fs`, lists this way, in byte order of keys.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use cloudstore::Store;
+/// let store = Store::memory();
+/// store.put("logs/2026/a.txt", "hello").await?;
+/// store.put("logs/2026-old/b.txt", "old").await?;
+///
+/// let all: Vec<_> = store.list_all(Some("logs/2026")).await?;
+/// assert_eq!(all.len(), 2);
+/// let dir = store.list_with_delimiter(Some("logs/")).await?;
+/// assert_eq!(dir.common_prefixes, ["logs/2026-old/", "logs/2026/"]);
+/// assert_eq!(store.get_bytes("logs/2026/a.txt").await?, "hello");
+/// # Ok::<(), cloudstore::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    /// Empty, or the prefix with a trailing `/`.
+    prefix: Arc<str>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("prefix", &self.prefix())
+            .finish()
+    }
+}
+
+/// A lazily paged listing: each page is fetched when the previous one is consumed.
+pub type ListStream = BoxStream<'static, Result<ObjectMeta>>;
+
+impl Store {
+    /// A store over `backend`.
+    pub fn new(backend: impl Backend) -> Store {
+        Store::from_arc(Arc::new(backend))
+    }
+
+    /// A store over a shared backend.
+    pub fn from_arc(backend: Arc<dyn Backend>) -> Store {
+        Store {
+            backend,
+            prefix: Arc::from(""),
+        }
+    }
+
+    /// A new, empty in-memory store.
+    pub fn memory() -> Store {
+        Store::new(MemoryBackend::new())
+    }
+
+    /// A store over the local directory `root` (created if missing).
+    pub fn local(root: impl AsRef<Path>) -> Result<Store> {
+        Ok(Store::new(FsBackend::new(root)?))
+    }
+
+    /// A store from a URL and options; see [`crate::config`] for the schemes.
+    ///
+    /// ```
+    /// use cloudstore::{ErrorKind, Store, StoreOptions};
+    /// let store = Store::from_url("memory:///tenant-a", &StoreOptions::new())?;
+    /// assert_eq!(store.prefix(), "tenant-a");
+    ///
+    /// let err = Store::from_url("ftp://host/x", &StoreOptions::new()).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// # Ok::<(), cloudstore::Error>(())
+    /// ```
+    pub fn from_url(url: &str, options: &StoreOptions) -> Result<Store> {
+        crate::config::open(url, options)
+    }
+
+    /// A store for the keys under `prefix` of this one (prefixes nest).
+    pub fn with_prefix(&self, prefix: &str) -> Result<Store> {
+        let trimmed = prefix.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(self.clone());
+        }
+        let joined = format!("{}{}", self.prefix, trimmed);
+        Key::new(joined.as_str()).map_err(|e| {
+            Error::invalid_input(
+                Op::Configure,
+                self.backend.name(),
+                format!("invalid store prefix: {}", e.message()),
+            )
+            .with_key(prefix)
+        })?;
+        Ok(Store {
+            backend: self.backend.clone(),
+            prefix: Arc::from(format!("{joined}/")),
+        })
+    }
+
+    /// The prefix under which this store's keys live, without the trailing `/`.
+    pub fn prefix(&self) -> &str {
+        self.prefix.trim_end_matches('/')
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The backend's capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        self.backend.capabilities()
+    }
+
+    /// The backend's name (`memory`, `fs`, ...).
+    pub fn backend_name(&self) -> &str {
+        self.backend.name()
+    }
+
+    /// Validates `key` and places it under the prefix.
+    pub fn full_key(&self, op: Op, key: &str) -> Result<Key> {
+        let name = self.backend.name();
+        let relabel = |e: Error| {
+            Error::invalid_input(op, name, e.message().to_string()).with_key(e.key().unwrap_or(key))
+        };
+        let k = Key::new(key).map_err(relabel)?;
+        if self.prefix.is_empty() {
+            return Ok(k);
+        }
+        Key::new(format!("{}{}", self.prefix, key)).map_err(|e| {
+            Error::invalid_input(
+                op,
+                name,
+                format!(
+                    "{} (with the store prefix '{}')",
+                    e.message(),
+                    self.prefix()
+                ),
+            )
+            .with_key(key)
+        })
+    }
+
+    /// The key relative to the prefix.
+    fn relative(&self, key: Key) -> Key {
+        if self.prefix.is_empty() {
+            return key;
+        }
+        match key.as_str().strip_prefix(&*self.prefix) {
+            Some(rest) => Key::new(rest).unwrap_or(key),
+            None => key,
+        }
+    }
+
+    fn relative_meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
+        meta.key = self.relative(meta.key);
+        meta
+    }
+
+    fn full_prefix(&self, prefix: Option<&str>) -> Result<String> {
+        let p = prefix.unwrap_or("");
+        validate_prefix(p).map_err(|e| e.with_op(Op::List))?;
+        Ok(format!("{}{}", self.prefix, p))
+    }
+
+    /// Writes `data` at `key`, replacing any object there.
+    pub async fn put(&self, key: &str, data: impl Into<Payload>) -> Result<ObjectMeta> {
+        self.put_opts(key, data, &PutOptions::default()).await
+    }
+
+    /// Writes `data` at `key` with a condition, content type and metadata.
+    pub async fn put_opts(
+        &self,
+        key: &str,
+        data: impl Into<Payload>,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        let k = self.full_key(Op::Put, key)?;
+        let meta = self.backend.put(&k, data.into(), opts).await?;
+        Ok(self.relative_meta(meta))
+    }
+
+    /// Reads the whole object as a stream.
+    pub async fn get(&self, key: &str) -> Result<GetResult> {
+        self.get_opts(key, &GetOptions::default()).await
+    }
+
+    /// Reads with a range and conditions.
+    pub async fn get_opts(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
+        if let Some(r) = &opts.range
+            && let Err(m) = r.validate()
+        {
+            return Err(Error::invalid_input(Op::Get, self.backend.name(), m).with_key(key));
+        }
+        let k = self.full_key(Op::Get, key)?;
+        let mut res = self.backend.get(&k, opts).await?;
+        res.meta = self.relative_meta(res.meta);
+        Ok(res)
+    }
+
+    /// Reads the whole object into memory.
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes> {
+        self.get(key).await?.bytes().await
+    }
+
+    /// Reads a range of the object into memory.
+    pub async fn get_range(&self, key: &str, range: impl Into<ByteRange>) -> Result<Bytes> {
+        self.get_opts(key, &GetOptions::range(range))
+            .await?
+            .bytes()
+            .await
+    }
+
+    /// Reads an object's metadata, including content type and user metadata.
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
+        let k = self.full_key(Op::Head, key)?;
+        Ok(self.relative_meta(self.backend.head(&k).await?))
+    }
+
+    /// Deletes an object. Deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let k = self.full_key(Op::Delete, key)?;
+        match self.backend.delete(&k).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// One page of a listing; `req.prefix` is relative to the store's prefix, and so are
+    /// the keys and common prefixes returned.
+    pub async fn list_page(&self, req: &ListRequest) -> Result<ListPage> {
+        let full = ListRequest {
+            prefix: self.full_prefix(Some(&req.prefix))?,
+            token: req.token.clone(),
+            ..req.clone()
+        };
+        let mut page = self.backend.list(&full).await?;
+        page.objects = page
+            .objects
+            .into_iter()
+            .map(|m| self.relative_meta(m))
+            .collect();
+        let strip = self.prefix.len();
+        for cp in &mut page.common_prefixes {
+            *cp = cp[strip.min(cp.len())..].to_string();
+        }
+        Ok(page)
+    }
+
+    /// Every object whose key starts with `prefix`, in key order, fetched page by page as
+    /// the stream is consumed. Listings carry key, size, ETag and modification time; use
+    /// [`Store::head`] for content type and user metadata.
+    pub fn list(&self, prefix: Option<&str>) -> ListStream {
+        let store = self.clone();
+        let req = ListRequest {
+            prefix: prefix.unwrap_or("").to_string(),
+            ..Default::default()
+        };
+        stream::try_unfold(Some(req), move |state| {
+            let store = store.clone();
+            async move {
+                let Some(req) = state else {
+                    return Ok(None);
+                };
+                let page = store.list_page(&req).await?;
+                let next = page.next_token.map(|t| ListRequest {
+                    token: Some(t),
+                    ..req
+                });
+                Ok(Some((stream::iter(page.objects.into_iter().map(Ok)), next)))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// Collects [`Store::list`] into a vector.
+    pub async fn list_all(&self, prefix: Option<&str>) -> Result<Vec<ObjectMeta>> {
+        self.list(prefix).try_collect().await
+    }
+
+    /// Objects directly under `prefix` and the common prefixes ("directories") below it,
+    /// grouping at `/`. All pages are read.
+    pub async fn list_with_delimiter(&self, prefix: Option<&str>) -> Result<Listing> {
+        let mut req = ListRequest {
+            prefix: prefix.unwrap_or("").to_string(),
+            delimiter: true,
+            ..Default::default()
+        };
+        let mut out = Listing::default();
+        loop {
+            let page = self.list_page(&req).await?;
+            out.objects.extend(page.objects);
+            out.common_prefixes.extend(page.common_prefixes);
+            match page.next_token {
+                Some(t) => req.token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Copies `from` to `to` within this store, replacing `to`.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<ObjectMeta> {
+        self.copy_mode(from, to, CopyMode::Overwrite).await
+    }
+
+    /// Copies `from` to `to` only if `to` does not exist
+    /// ([`ErrorKind::AlreadyExists`] otherwise).
+    pub async fn copy_if_absent(&self, from: &str, to: &str) -> Result<ObjectMeta> {
+        self.copy_mode(from, to, CopyMode::Create).await
+    }
+
+    async fn copy_mode(&self, from: &str, to: &str, mode: CopyMode) -> Result<ObjectMeta> {
+        let f = self.full_key(Op::Copy, from)?;
+        let t = self.full_key(Op::Copy, to)?;
+        if mode == CopyMode::Create && !self.capabilities().copy_if_absent {
+            return Err(Error::unsupported(
+                Op::Copy,
+                self.backend.name(),
+                "copy-if-absent is not supported by this backend",
+            )
+            .with_key(to));
+        }
+        Ok(self.relative_meta(self.backend.copy(&f, &t, mode).await?))
+    }
+
+    /// Starts a multipart upload of `key`. Content type and metadata come from `opts`; the
+    /// condition is given again to [`Store::complete_multipart`], which enforces it.
+    pub async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<UploadId> {
+        let k = self.full_key(Op::CreateMultipart, key)?;
+        self.backend.create_multipart(&k, opts).await
+    }
+
+    /// Uploads part number `part` (from 1) of an upload.
+    pub async fn put_part(
+        &self,
+        key: &str,
+        upload: &UploadId,
+        part: u32,
+        data: impl Into<Payload>,
+    ) -> Result<PartInfo> {
+        let k = self.full_key(Op::PutPart, key)?;
+        let n = PartNumber::new(part).map_err(|e| {
+            Error::invalid_input(Op::PutPart, self.backend.name(), e.message().to_string())
+                .with_key(key)
+        })?;
+        self.backend.put_part(&k, upload, n, data.into()).await
+    }
+
+    /// Completes an upload from its parts, listed in ascending order.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+    ) -> Result<ObjectMeta> {
+        let k = self.full_key(Op::CompleteMultipart, key)?;
+        let meta = self
+            .backend
+            .complete_multipart(&k, upload, parts, mode)
+            .await?;
+        Ok(self.relative_meta(meta))
+    }
+
+    /// Aborts an upload and discards its parts; aborting an unknown upload succeeds.
+    pub async fn abort_multipart(&self, key: &str, upload: &UploadId) -> Result<()> {
+        let k = self.full_key(Op::AbortMultipart, key)?;
+        self.backend.abort_multipart(&k, upload).await
+    }
+
+    /// In-progress uploads whose key starts with `prefix`.
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<MultipartUploadInfo>> {
+        let p = self
+            .full_prefix(prefix)
+            .map_err(|e| e.with_op(Op::ListMultipart))?;
+        let uploads = self.backend.list_multipart_uploads(&p).await?;
+        Ok(uploads
+            .into_iter()
+            .map(|mut u| {
+                u.key = self.relative(u.key);
+                u
+            })
+            .collect())
+    }
+
+    /// A URL allowing `method` on `key` without credentials for `expires_in`, capped at the
+    /// provider's maximum ([`Capabilities::max_presign_expiry`] gives `InvalidInput` beyond).
+    pub async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<url::Url> {
+        let k = self.full_key(Op::Presign, key)?;
+        let max = self.capabilities().max_presign_expiry;
+        if self.capabilities().presign && expires_in > max {
+            return Err(Error::invalid_input(
+                Op::Presign,
+                self.backend.name(),
+                format!("expiry of {expires_in:?} exceeds the provider's maximum of {max:?}"),
+            )
+            .with_key(key));
+        }
+        self.backend.presign(method, &k, expires_in).await
+    }
+}
