@@ -162,6 +162,7 @@ pub fn redact_url(url: &str) -> String {
 /// Opens a store; see the module documentation.
 pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
     let shown = redact_url(raw);
+    refuse_dot_segments(raw, &shown)?;
     let url =
         url::Url::parse(raw).map_err(|e| config_error(format!("malformed URL '{shown}': {e}")))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -207,6 +208,24 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
             "unknown scheme '{other}' in '{shown}'; expected memory, file, s3, az or gs"
         ))),
     }
+}
+
+/// URL parsing folds `.` and `..` segments away silently (`memory:///a/../b` would become
+/// prefix `b`); a path that needs them is ambiguous, so it is refused instead.
+fn refuse_dot_segments(raw: &str, shown: &str) -> Result<()> {
+    let Some((_, rest)) = raw.split_once("://") else {
+        return Ok(());
+    };
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    for seg in path.split('/').skip(1) {
+        let decoded = percent_decode(seg).unwrap_or_default();
+        if decoded == "." || decoded == ".." {
+            return Err(config_error(format!(
+                "URL '{shown}' has a '{decoded}' path segment; give the path without it"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn not_wired(scheme: &str, shown: &str) -> Error {

@@ -190,6 +190,27 @@ impl Store {
         Ok(format!("{}{}", self.prefix, p))
     }
 
+    /// Refuses content type or metadata the backend cannot store, rather than dropping them.
+    fn check_attributes(&self, op: Op, key: &str, opts: &PutOptions) -> Result<()> {
+        let caps = self.capabilities();
+        let missing = if !opts.metadata.is_empty() && !caps.user_metadata {
+            Some("user metadata")
+        } else if opts.content_type.is_some() && !caps.content_type {
+            Some("a content type")
+        } else {
+            None
+        };
+        match missing {
+            Some(what) => Err(Error::unsupported(
+                op,
+                self.backend.name(),
+                format!("this backend cannot store {what}"),
+            )
+            .with_key(key)),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `data` at `key`, replacing any object there.
     pub async fn put(&self, key: &str, data: impl Into<Payload>) -> Result<ObjectMeta> {
         self.put_opts(key, data, &PutOptions::default()).await
@@ -203,6 +224,7 @@ impl Store {
         opts: &PutOptions,
     ) -> Result<ObjectMeta> {
         let k = self.full_key(Op::Put, key)?;
+        self.check_attributes(Op::Put, key, opts)?;
         let meta = self.backend.put(&k, data.into(), opts).await?;
         Ok(self.relative_meta(meta))
     }
@@ -355,6 +377,7 @@ impl Store {
     /// condition is given again to [`Store::complete_multipart`], which enforces it.
     pub async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<UploadId> {
         let k = self.full_key(Op::CreateMultipart, key)?;
+        self.check_attributes(Op::CreateMultipart, key, opts)?;
         self.backend.create_multipart(&k, opts).await
     }
 

@@ -21,3 +21,30 @@ fn fs_root() -> &'static std::path::Path {
 cloudstore::conformance_tests!(memory, || async { Ok(Store::new(MemoryBackend::new())) });
 
 cloudstore::conformance_tests!(fs, || async { Ok(Store::new(FsBackend::new(fs_root())?)) });
+
+/// A backend that declares every optional feature absent and small limits: proves that each
+/// gated case checks the `Unsupported` answer instead of passing silently.
+fn minimal_capabilities() -> cloudstore::Capabilities {
+    cloudstore::Capabilities {
+        min_part_size: 1,
+        max_part_size: 64 * 1024 * 1024,
+        max_parts: 10_000,
+        max_object_size: None,
+        put_modes: cloudstore::ConditionalModes::NONE,
+        multipart_modes: cloudstore::ConditionalModes::NONE,
+        copy_if_absent: false,
+        multipart_listing: false,
+        presign: false,
+        max_presign_expiry: std::time::Duration::from_secs(3600),
+        user_metadata: false,
+        content_type: false,
+        max_list_page: 100,
+        object_and_children: true,
+    }
+}
+
+cloudstore::conformance_tests!(memory_minimal, || async {
+    Ok(Store::new(MemoryBackend::with_capabilities(
+        minimal_capabilities(),
+    )))
+});

@@ -896,6 +896,13 @@ impl Backend for FsBackend {
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        if !self.inner.caps.multipart_listing {
+            return Err(Error::unsupported(
+                Op::ListMultipart,
+                NAME,
+                "multipart listing is turned off in this backend's capabilities",
+            ));
+        }
         let prefix = prefix.to_string();
         self.blocking(move |inner| {
             let op = Op::ListMultipart;

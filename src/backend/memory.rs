@@ -29,25 +29,32 @@ use crate::object::{
 const NAME: &str = "memory";
 
 /// An in-memory backend. Cloning shares the same objects.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MemoryBackend {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("objects", &self.objects_read().len())
+            .field("uploads", &self.uploads().len())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     caps: Capabilities,
     objects: RwLock<BTreeMap<Key, Stored>>,
     uploads: Mutex<HashMap<UploadId, Upload>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Stored {
     data: Bytes,
     meta: ObjectMeta,
 }
 
-#[derive(Debug)]
 struct Upload {
     key: Key,
     opts: PutOptions,
@@ -315,6 +322,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        if !self.inner.caps.multipart_listing {
+            return Err(Error::unsupported(
+                Op::ListMultipart,
+                NAME,
+                "multipart listing is turned off in this backend's capabilities",
+            ));
+        }
         let mut out: Vec<_> = self
             .uploads()
             .iter()

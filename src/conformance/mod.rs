@@ -13,10 +13,14 @@
 //! In a test file (`tests/conformance.rs`), one line per backend produces one `#[test]` per
 //! case, named `<label>::<case>`:
 //!
-//! ```ignore
+//! ```no_run
+//! use cloudstore::{MemoryBackend, Store};
+//!
+//! // Replace MemoryBackend with your own `impl Backend`.
 //! cloudstore::conformance_tests!(my_backend, || async {
-//!     Ok(cloudstore::Store::new(MyBackend::connect().await?))
+//!     Ok(Store::new(MemoryBackend::new()))
 //! });
+//! # fn main() {}
 //! ```
 //!
 //! `cargo test --test conformance -- --list` then shows `my_backend::put_get_empty_object`

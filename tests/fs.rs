@@ -1,0 +1,318 @@
+//! The fs backend's own promises: confinement to its root, atomic writes, and no debris.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use bytes::Bytes;
+use cloudstore::{ErrorKind, FsBackend, PutMode, PutOptions, Store, UploadId};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    outside: std::path::PathBuf,
+    store: Store,
+}
+
+/// A root and, beside it, an "outside" directory holding a file that must never be read or
+/// changed through the store.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), b"outside data").unwrap();
+    let store = Store::new(FsBackend::new(&root).unwrap());
+    Fixture {
+        _dir: dir,
+        root,
+        outside,
+        store,
+    }
+}
+
+/// Every file below `dir`, as sorted relative paths.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn assert_outside_untouched(f: &Fixture) {
+    assert_eq!(tree(&f.outside), vec!["secret.txt".to_string()]);
+    assert_eq!(
+        std::fs::read(f.outside.join("secret.txt")).unwrap(),
+        b"outside data"
+    );
+}
+
+#[tokio::test]
+async fn traversal_and_absolute_keys_are_invalid_and_touch_nothing() {
+    let f = fixture();
+    for key in [
+        "../outside/secret.txt",
+        "a/../../outside/secret.txt",
+        "/etc/passwd",
+        "..",
+        "a/..",
+    ] {
+        assert_eq!(
+            f.store.get(key).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{key}"
+        );
+        assert_eq!(
+            f.store.put(key, "pwned").await.unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{key}"
+        );
+        assert_eq!(
+            f.store.delete(key).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{key}"
+        );
+        assert_eq!(
+            f.store.copy("x", key).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "{key}"
+        );
+    }
+    assert_outside_untouched(&f);
+    assert!(f.store.list_all(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_symlinked_directory_pointing_out_is_refused() {
+    let f = fixture();
+    symlink(&f.outside, f.root.join("escape")).unwrap();
+    let denied = |r: cloudstore::Result<_>| {
+        let e = r.map(|_: ()| ()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+        assert!(e.message().contains("symbolic link"), "{e}");
+    };
+    denied(f.store.get("escape/secret.txt").await.map(|_| ()));
+    denied(f.store.head("escape/secret.txt").await.map(|_| ()));
+    denied(f.store.put("escape/new.txt", "pwned").await.map(|_| ()));
+    denied(f.store.put("escape/secret.txt", "pwned").await.map(|_| ()));
+    denied(f.store.delete("escape/secret.txt").await);
+    denied(
+        f.store
+            .copy("escape/secret.txt", "stolen")
+            .await
+            .map(|_| ()),
+    );
+    denied(f.store.list_all(Some("escape/")).await.map(|_| ()));
+    denied(
+        f.store
+            .create_multipart("escape/mp", &PutOptions::default())
+            .await
+            .map(|_| ()),
+    );
+    assert_outside_untouched(&f);
+    // A listing from the top does not follow the link either.
+    assert!(f.store.list_all(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_symlinked_file_is_neither_read_nor_written_through() {
+    let f = fixture();
+    symlink(f.outside.join("secret.txt"), f.root.join("link.txt")).unwrap();
+    let e = f.store.get("link.txt").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let e = f.store.put("link.txt", "pwned").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let id = f
+        .store
+        .create_multipart("other", &PutOptions::default())
+        .await
+        .unwrap();
+    let p = f.store.put_part("other", &id, 1, "x").await.unwrap();
+    f.store
+        .complete_multipart("other", &id, &[p], &PutMode::Overwrite)
+        .await
+        .unwrap();
+    let e = f.store.copy("other", "link.txt").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert_outside_untouched(&f);
+}
+
+#[tokio::test]
+async fn a_root_that_is_itself_a_symlink_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    symlink(&real, dir.path().join("alias")).unwrap();
+    let store = Store::new(FsBackend::new(dir.path().join("alias")).unwrap());
+    store.put("k", "v").await.unwrap();
+    assert_eq!(std::fs::read(real.join("k")).unwrap(), b"v");
+}
+
+#[tokio::test]
+async fn upload_ids_cannot_name_paths() {
+    let f = fixture();
+    for id in [
+        "../../../outside",
+        "..",
+        "/tmp",
+        "ABCDEF0123456789ABCDEF0123456789",
+        "",
+    ] {
+        let id = UploadId(id.to_string());
+        let e = f.store.put_part("k", &id, 1, "x").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{id}: {e}");
+        f.store.abort_multipart("k", &id).await.unwrap();
+    }
+    assert_outside_untouched(&f);
+}
+
+#[tokio::test]
+async fn reserved_and_overlong_names_are_invalid_input() {
+    let f = fixture();
+    let e = f.store.put(".cloudstore/tmp/x", "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("reserved"), "{e}");
+    let long = "x".repeat(251);
+    let e = f.store.put(&long, "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("250 bytes"), "{e}");
+    // A nested `.cloudstore` is an ordinary name.
+    f.store.put("a/.cloudstore", "fine").await.unwrap();
+}
+
+#[tokio::test]
+async fn files_written_by_other_tools_are_objects_and_odd_names_are_skipped() {
+    let f = fixture();
+    std::fs::create_dir_all(f.root.join("dropped")).unwrap();
+    std::fs::write(f.root.join("dropped/report.csv"), b"a,b\n").unwrap();
+    std::fs::write(f.root.join("dropped/bad\nname"), b"x").unwrap();
+    let keys: Vec<_> = f
+        .store
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.into_string())
+        .collect();
+    assert_eq!(keys, vec!["dropped/report.csv"]);
+    let head = f.store.head("dropped/report.csv").await.unwrap();
+    assert_eq!(head.size, 4);
+    assert!(head.etag.is_some());
+    assert_eq!(
+        f.store.get_bytes("dropped/report.csv").await.unwrap(),
+        "a,b\n"
+    );
+}
+
+#[tokio::test]
+async fn writes_leave_no_temporary_files_even_when_they_fail() {
+    let f = fixture();
+    f.store.put("a/b", "x").await.unwrap();
+    f.store
+        .put_opts("a/b", "y", &PutOptions::create())
+        .await
+        .unwrap_err();
+    f.store
+        .put_opts("a/b", "y", &PutOptions::if_match("\"stale\""))
+        .await
+        .unwrap_err();
+    f.store.put("a/b/c", "conflict").await.unwrap_err();
+    f.store.copy_if_absent("a/b", "a/b").await.unwrap_err();
+    let id = f
+        .store
+        .create_multipart("m", &PutOptions::default())
+        .await
+        .unwrap();
+    let p = f.store.put_part("m", &id, 1, "part").await.unwrap();
+    f.store
+        .complete_multipart("m", &id, &[p], &PutMode::Overwrite)
+        .await
+        .unwrap();
+    let id = f
+        .store
+        .create_multipart("n", &PutOptions::default())
+        .await
+        .unwrap();
+    f.store
+        .put_part("n", &id, 1, vec![0u8; 1000])
+        .await
+        .unwrap();
+    f.store.abort_multipart("n", &id).await.unwrap();
+    let state: Vec<_> = tree(&f.root.join(".cloudstore"))
+        .into_iter()
+        .filter(|p| !p.starts_with("meta/"))
+        .collect();
+    assert!(state.is_empty(), "debris under .cloudstore: {state:?}");
+    assert_eq!(
+        tree(&f.root)
+            .into_iter()
+            .filter(|p| !p.starts_with(".cloudstore"))
+            .collect::<Vec<_>>(),
+        vec!["a/b", "m"]
+    );
+}
+
+#[tokio::test]
+async fn delete_prunes_empty_directories() {
+    let f = fixture();
+    f.store.put("x/y/z/k", "v").await.unwrap();
+    f.store.put("x/keep", "v").await.unwrap();
+    f.store.delete("x/y/z/k").await.unwrap();
+    assert!(!f.root.join("x/y").exists());
+    assert!(f.root.join("x/keep").exists());
+    // The freed name can now hold an object.
+    f.store.put("x/y", "now a file").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_a_partial_object() {
+    let f = fixture();
+    let size = 8 * 1024 * 1024;
+    let versions: Vec<Bytes> = (0..4u8).map(|v| Bytes::from(vec![v; size])).collect();
+    f.store.put("obj", versions[0].clone()).await.unwrap();
+    let writer = {
+        let (store, versions) = (f.store.clone(), versions.clone());
+        tokio::spawn(async move {
+            for round in 0..12 {
+                store.put("obj", versions[round % 4].clone()).await.unwrap();
+            }
+        })
+    };
+    let mut reads = 0;
+    while !writer.is_finished() || reads < 5 {
+        let body = f.store.get_bytes("obj").await.unwrap();
+        assert_eq!(body.len(), size, "a read returned a truncated object");
+        let first = body[0];
+        assert!(
+            body.iter().all(|&b| b == first),
+            "a read mixed two versions"
+        );
+        reads += 1;
+    }
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_old_object_stays_readable_from_an_open_stream() {
+    let f = fixture();
+    f.store
+        .put("obj", vec![1u8; 3 * 1024 * 1024])
+        .await
+        .unwrap();
+    let reading = f.store.get("obj").await.unwrap();
+    f.store.put("obj", vec![2u8; 10]).await.unwrap();
+    let old = reading.bytes().await.unwrap();
+    assert_eq!(old.len(), 3 * 1024 * 1024);
+    assert!(old.iter().all(|&b| b == 1));
+}
