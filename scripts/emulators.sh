@@ -63,6 +63,18 @@ DATA_DIR="$STATE_DIR/data"
 EMULATORS=(seaweedfs azurite gcs)
 
 # ---------------------------------------------------------------- small helpers
+check_ports() {
+    local v env_name
+    for v in S3_PORT AZURITE_PORT GCS_PORT TIMEOUT; do
+        env_name="CLOUDSTORE_$v"
+        [[ "$v" == TIMEOUT ]] && env_name=CLOUDSTORE_EMULATOR_TIMEOUT
+        [[ "${!v}" =~ ^[0-9]+$ ]] || die "$env_name must be a number, got '${!v}'"
+    done
+    ((S3_PORT >= 1 && S3_PORT + 9 <= 65535)) || die "S3 port range $S3_PORT..$((S3_PORT + 9)) is invalid"
+    ((AZURITE_PORT >= 1 && AZURITE_PORT <= 65535)) || die "Azurite port $AZURITE_PORT is invalid"
+    ((GCS_PORT >= 1 && GCS_PORT <= 65535)) || die "GCS port $GCS_PORT is invalid"
+}
+
 say() { printf 'emulators: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
@@ -216,11 +228,13 @@ PY
 }
 
 # Serialise concurrent invocations (two test runs starting at once) on a lock file.
+# The emulators must not inherit the lock's fd (see launch), or they would hold it forever.
+LOCK_FD=
 take_lock() {
     local file="$1"
     mkdir -p "$(dirname "$file")"
     exec {LOCK_FD}>"$file"
-    flock "$LOCK_FD"
+    flock -w 600 "$LOCK_FD" || die "another emulators.sh still holds $file after 600 s"
 }
 
 # ---------------------------------------------------------------- install
@@ -276,7 +290,7 @@ install_all() {
     # The cache is shared between clones, so it gets its own lock.
     (
         exec {ILOCK}>"$CACHE_DIR/.install.lock"
-        flock "$ILOCK"
+        flock -w 900 "$ILOCK" || die "another install still holds $CACHE_DIR/.install.lock"
         install_python
         install_azurite
     )
@@ -327,8 +341,9 @@ launch() {
     pf="$(pid_file "$name")"
     rm -f "$pf"
     : >"$log"
+    # {LOCK_FD}>&- closes the lock's fd in the child only.
     setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pf" "$@" \
-        </dev/null >>"$log" 2>&1 &
+        </dev/null >>"$log" 2>&1 {LOCK_FD}>&- &
     # Wait briefly for the pid file so later liveness checks can use it.
     local i
     for i in $(seq 50); do
@@ -338,20 +353,34 @@ launch() {
     return 0
 }
 
-kill_group() {
-    local name="$1" pid i
-    pid="$(running_pid "$name")" || { rm -f "$(pid_file "$name")"; return 0; }
-    # Negative pid = the whole process group, so children die too.
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
+# Stop emulators: SIGTERM to each whole process group (negative pid) so children die too,
+# all at once since SeaweedFS alone takes a few seconds to shut down, then SIGKILL stragglers.
+kill_groups() {
+    local name pid i pids=()
+    for name in "$@"; do
+        if pid="$(running_pid "$name")"; then
+            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$name:$pid")
+        fi
+    done
+    for i in $(seq 150); do
+        local alive=0 entry
+        for entry in "${pids[@]}"; do
+            kill -0 "${entry#*:}" 2>/dev/null && alive=1
+        done
+        ((alive)) || break
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "$(label "$name") did not exit within 10 s of SIGTERM; sending SIGKILL"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$(pid_file "$name")"
+    local entry
+    for entry in "${pids[@]}"; do
+        name="${entry%%:*}" pid="${entry#*:}"
+        if kill -0 "$pid" 2>/dev/null; then
+            say "$(label "$name") did not exit within 15 s of SIGTERM; sending SIGKILL"
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        fi
+        say "$(label "$name") stopped"
+    done
+    for name in "$@"; do rm -f "$(pid_file "$name")"; done
 }
 
 # Ports each emulator binds; used to give a clear error when something else holds them.
@@ -377,6 +406,10 @@ start_one() {
             local p=$S3_PORT
             # weed mini takes its only S3 identity from these variables. It uses ten ports:
             # every one is pinned so nothing lands on a default port (8333, 9333, ...).
+            # -s3.autoCreateBucket=false: by default a PUT to a missing bucket creates it;
+            # AWS and MinIO answer NoSuchBucket, and so should our emulator.
+            # Known noise: its built-in maintenance worker dials admin.port+10000 (ignoring
+            # -admin.port.grpc) and logs "connection refused" retries; harmless for S3.
             launch seaweedfs env AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" \
                 AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
                 "$(weed_bin)" mini -dir="$DATA_DIR/seaweedfs" \
@@ -384,6 +417,7 @@ start_one() {
                 -master.telemetry=false -admin.ui=false -webdav=false \
                 -s3.port.iceberg=0 -s3.port.lance=0 \
                 -s3.allowDeleteBucketNotEmpty=false -bucket="$BUCKET" \
+                -s3.autoCreateBucket=false \
                 -s3.port="$p" -master.port=$((p + 1)) -master.port.grpc=$((p + 2)) \
                 -volume.port=$((p + 3)) -volume.port.grpc=$((p + 4)) \
                 -filer.port=$((p + 5)) -filer.port.grpc=$((p + 6)) \
@@ -456,6 +490,7 @@ ensure_bucket() {
 
 # ---------------------------------------------------------------- commands
 cmd_start() {
+    check_ports
     take_lock "$STATE_DIR/.lock"
     mkdir -p "$LOG_DIR" "$RUN_DIR" "$DATA_DIR"
     install_all
@@ -477,7 +512,7 @@ cmd_start() {
         if ! wait_ready "$name"; then
             failed+=("$name")
             show_log_tail "$(log_file "$name")"
-            kill_group "$name" # do not leave a half-started process behind
+            kill_groups "$name" # do not leave a half-started process behind
             continue
         fi
         # Idempotent; also repairs a bucket lost by a memory-backed server.
@@ -503,15 +538,7 @@ cmd_start() {
 cmd_stop() {
     [[ -d "$STATE_DIR" ]] || return 0
     take_lock "$STATE_DIR/.lock"
-    local name
-    for name in "${EMULATORS[@]}"; do
-        if running_pid "$name" >/dev/null; then
-            kill_group "$name"
-            say "$(label "$name") stopped"
-        else
-            rm -f "$(pid_file "$name")"
-        fi
-    done
+    kill_groups "${EMULATORS[@]}"
 }
 
 cmd_status() {

@@ -146,17 +146,39 @@ fn config_error(message: String) -> Error {
     )
 }
 
-/// A URL with any user-info (credentials) replaced by `***`, for messages.
+/// A URL safe to show in messages: user-info (credentials) becomes `***`, and a query or
+/// fragment (where SAS tokens and signatures live) becomes `?<redacted>`. Works on strings
+/// that do not parse, too.
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => return url.to_string(),
+    let (base, had_query) = match url.find(['?', '#']) {
+        Some(i) => (&url[..i], true),
+        None => (url, false),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
-        None => url.to_string(),
+    // The authority is what follows `scheme:` (and `//`, if any) up to the next `/`.
+    let scheme_end = base
+        .find(':')
+        .filter(|&i| !base[..i].contains('/'))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let rest = &base[scheme_end..];
+    let slashes = rest.len() - rest.trim_start_matches('/').len();
+    let auth_start = scheme_end + slashes;
+    let auth_end = base[auth_start..]
+        .find('/')
+        .map(|i| auth_start + i)
+        .unwrap_or(base.len());
+    let mut out = match base[auth_start..auth_end].rfind('@') {
+        Some(at) => format!(
+            "{}***@{}",
+            &base[..auth_start],
+            &base[auth_start + at + 1..]
+        ),
+        None => base.to_string(),
+    };
+    if had_query {
+        out.push_str("?<redacted>");
     }
+    out
 }
 
 /// Opens a store; see the module documentation.
@@ -165,6 +187,11 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
     refuse_dot_segments(raw, &shown)?;
     let url =
         url::Url::parse(raw).map_err(|e| config_error(format!("malformed URL '{shown}': {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(config_error(format!(
+            "URL '{shown}' has a query or fragment; give options as StoreOptions instead"
+        )));
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(config_error(format!(
             "URL '{shown}' carries credentials; pass them as options or environment instead"
@@ -173,6 +200,11 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
     match url.scheme() {
         "memory" => {
             options.only("memory", &[])?;
+            if url.host_str().is_some_and(|h| !h.is_empty()) {
+                return Err(config_error(format!(
+                    "memory URL '{shown}' names a host; a prefix goes in the path: memory:///prefix"
+                )));
+            }
             let store = Store::new(MemoryBackend::new());
             with_path_prefix(store, url.path(), &shown)
         }
@@ -213,11 +245,18 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
 /// URL parsing folds `.` and `..` segments away silently (`memory:///a/../b` would become
 /// prefix `b`); a path that needs them is ambiguous, so it is refused instead.
 fn refuse_dot_segments(raw: &str, shown: &str) -> Result<()> {
-    let Some((_, rest)) = raw.split_once("://") else {
-        return Ok(());
+    let base = raw.split(['?', '#']).next().unwrap_or("");
+    let after_scheme = match base.find(':') {
+        Some(i) if !base[..i].contains('/') => &base[i + 1..],
+        _ => base,
     };
-    let path = rest.split(['?', '#']).next().unwrap_or("");
-    for seg in path.split('/').skip(1) {
+    // Skip the authority of `scheme://authority/path`.
+    let path = match after_scheme.strip_prefix("//") {
+        Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => after_scheme,
+    };
+    // `\` separates segments too for some schemes (file:), so split on both.
+    for seg in path.split(['/', '\\']) {
         let decoded = percent_decode(seg).unwrap_or_default();
         if decoded == "." || decoded == ".." {
             return Err(config_error(format!(
@@ -265,10 +304,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_userinfo() {
+    fn redacts_userinfo_and_queries() {
         assert_eq!(redact_url("s3://AKIA:secret@bucket/x"), "s3://***@bucket/x");
+        assert_eq!(redact_url("s3:AKIA:secret@bucket/x"), "s3:***@bucket/x");
+        assert_eq!(
+            redact_url("https:u:pw@acct.blob.core.windows.net/c"),
+            "https:***@acct.blob.core.windows.net/c"
+        );
+        assert_eq!(
+            redact_url("https://a.blob.core.windows.net/c?sv=1&sig=abc"),
+            "https://a.blob.core.windows.net/c?<redacted>"
+        );
         assert_eq!(redact_url("s3://bucket/x@y"), "s3://bucket/x@y");
         assert_eq!(redact_url("no scheme"), "no scheme");
+        assert_eq!(redact_url("user:pw@host"), "user:***@host");
     }
 
     #[test]

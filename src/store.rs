@@ -190,25 +190,14 @@ impl Store {
         Ok(format!("{}{}", self.prefix, p))
     }
 
-    /// Refuses content type or metadata the backend cannot store, rather than dropping them.
     fn check_attributes(&self, op: Op, key: &str, opts: &PutOptions) -> Result<()> {
-        let caps = self.capabilities();
-        let missing = if !opts.metadata.is_empty() && !caps.user_metadata {
-            Some("user metadata")
-        } else if opts.content_type.is_some() && !caps.content_type {
-            Some("a content type")
-        } else {
-            None
-        };
-        match missing {
-            Some(what) => Err(Error::unsupported(
-                op,
-                self.backend.name(),
-                format!("this backend cannot store {what}"),
-            )
-            .with_key(key)),
-            None => Ok(()),
-        }
+        crate::backend::checks::check_attributes(
+            self.backend.name(),
+            op,
+            &Key::new(key).map_err(|e| e.with_op(op))?,
+            self.capabilities(),
+            opts,
+        )
     }
 
     /// Writes `data` at `key`, replacing any object there.

@@ -142,3 +142,41 @@ fn secret_options_are_redacted_from_debug() {
         "non-secret values stay visible: {shown}"
     );
 }
+
+#[test]
+fn queries_fragments_and_hosts_that_would_be_ignored_are_refused() {
+    for url in [
+        "file:///tmp/d?fsync=maybe",
+        "memory:///p#frag",
+        "memory://tenant-a",
+    ] {
+        let e = err(url);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+    }
+}
+
+#[test]
+fn dot_segments_are_refused_in_every_url_form() {
+    for url in [
+        "memory:/a/../b",
+        "file:///x/tmp\\..\\other",
+        "memory:///a/%2E/b",
+    ] {
+        let e = err(url);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+    }
+}
+
+#[test]
+fn secrets_in_unusual_url_forms_are_never_echoed() {
+    for url in [
+        "https:user:hunter2@acct.blob.core.windows.net/c",
+        "https://acct.blob.core.windows.net/c/x?sv=2024&sig=hunter2",
+        "s3:AKIA:hunter2@bucket",
+        "az://container/x?sig=hunter2",
+    ] {
+        let e = err(url);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter2"), "{url}: {shown}");
+    }
+}

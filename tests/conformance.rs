@@ -40,6 +40,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         content_type: false,
         max_list_page: 100,
         object_and_children: true,
+        max_key_segment_len: Some(100),
     }
 }
 

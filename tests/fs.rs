@@ -316,3 +316,97 @@ async fn the_old_object_stays_readable_from_an_open_stream() {
     assert_eq!(old.len(), 3 * 1024 * 1024);
     assert!(old.iter().all(|&b| b == 1));
 }
+
+#[tokio::test]
+async fn state_directories_that_are_links_are_refused() {
+    let f = fixture();
+    // Metadata redirected out of the root through a link inside .cloudstore/meta.
+    std::fs::create_dir_all(f.root.join(".cloudstore/meta")).unwrap();
+    symlink(&f.outside, f.root.join(".cloudstore/meta/a.d")).unwrap();
+    let opts = PutOptions::default().with_metadata("k", "v");
+    let e = f.store.put_opts("a/b", "x", &opts).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    assert_outside_untouched(&f);
+
+    // A root whose temporary directory is a link cannot be opened at all.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("r/.cloudstore")).unwrap();
+    symlink(&f.outside, dir.path().join("r/.cloudstore/tmp")).unwrap();
+    let e = FsBackend::new(dir.path().join("r")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+}
+
+#[tokio::test]
+async fn a_fifo_is_not_an_object_and_never_blocks() {
+    let f = fixture();
+    let fifo = f.root.join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), f.store.get("pipe")).await;
+    let e = got.expect("get on a FIFO returned").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        f.store.head("pipe").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(f.store.list_all(None).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_root_serialise_if_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::new(FsBackend::new(dir.path()).unwrap());
+    let b = Store::from_url(
+        &format!("file://{}", dir.path().display()),
+        &Default::default(),
+    )
+    .unwrap();
+    for round in 0..20 {
+        let etag = a
+            .put("k", format!("base {round}"))
+            .await
+            .unwrap()
+            .etag
+            .unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let etag = etag.clone();
+                tokio::spawn(async move {
+                    s.put_opts("k", format!("w{i}"), &PutOptions::if_match(etag))
+                        .await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for w in writers {
+            match w.await.unwrap() {
+                Ok(_) => wins += 1,
+                Err(e) => assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}"),
+            }
+        }
+        assert_eq!(wins, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_survive_concurrent_deletes_pruning_their_directory() {
+    let f = fixture();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = f.store.clone();
+            tokio::spawn(async move {
+                let key = format!("shared/dir/k{}", i % 4);
+                if i % 2 == 0 {
+                    s.put(&key, "v").await.map(|_| ())
+                } else {
+                    s.delete(&key).await
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}

@@ -5,7 +5,7 @@
 use super::{Capabilities, ConditionalModes};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
-use crate::object::{GetOptions, ObjectMeta, PartInfo, PartNumber, PutMode};
+use crate::object::{GetOptions, ObjectMeta, PartInfo, PartNumber, PutMode, PutOptions};
 
 /// Checks a part list before completion: non-empty, strictly ascending, sizes within the
 /// limits. Shared by the backends that assemble parts themselves.
@@ -162,5 +162,51 @@ pub fn resolve_range(
         Some(r) => r
             .resolve(size)
             .map_err(|m| Error::invalid_input(Op::Get, backend, m).with_key(key.as_str())),
+    }
+}
+
+/// Refuses content type or user metadata the capabilities say cannot be stored, rather than
+/// dropping them.
+pub fn check_attributes(
+    backend: &str,
+    op: Op,
+    key: &Key,
+    caps: &Capabilities,
+    opts: &PutOptions,
+) -> Result<()> {
+    let missing = if !opts.metadata.is_empty() && !caps.user_metadata {
+        Some("user metadata")
+    } else if opts.content_type.is_some() && !caps.content_type {
+        Some("a content type")
+    } else {
+        None
+    };
+    match missing {
+        Some(what) => {
+            Err(
+                Error::unsupported(op, backend, format!("this backend cannot store {what}"))
+                    .with_key(key.as_str()),
+            )
+        }
+        None => Ok(()),
+    }
+}
+
+/// Refuses an object larger than [`Capabilities::max_object_size`].
+pub fn check_object_size(
+    backend: &str,
+    op: Op,
+    key: &Key,
+    caps: &Capabilities,
+    size: u64,
+) -> Result<()> {
+    match caps.max_object_size {
+        Some(max) if size > max => Err(Error::invalid_input(
+            op,
+            backend,
+            format!("an object of {size} bytes exceeds the maximum object size {max}"),
+        )
+        .with_key(key.as_str())),
+        _ => Ok(()),
     }
 }

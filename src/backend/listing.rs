@@ -11,6 +11,7 @@ pub(crate) fn page(
     req: &ListRequest,
     max_page: usize,
 ) -> ListPage {
+    let max_page = max_page.max(1);
     let limit = req.max_keys.unwrap_or(max_page).clamp(1, max_page);
     let token = req.token.as_deref();
     let mut out = ListPage::default();

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::checks::{
-    check_get_conditions, check_mode, check_part, check_part_list, check_write_condition,
-    resolve_range,
+    check_attributes, check_get_conditions, check_mode, check_object_size, check_part,
+    check_part_list, check_write_condition, resolve_range,
 };
 use super::{Backend, Capabilities, listing};
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -113,6 +113,19 @@ impl MemoryBackend {
         self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Honours a declared segment limit (memory itself has none).
+    fn check_segments(&self, op: Op, key: &Key) -> Result<()> {
+        match self.inner.caps.max_key_segment_len {
+            Some(max) if key.segments().any(|s| s.len() > max) => Err(Error::invalid_input(
+                op,
+                NAME,
+                format!("a key segment is longer than this backend's limit of {max} bytes"),
+            )
+            .with_key(key.as_str())),
+            _ => Ok(()),
+        }
+    }
+
     /// Stores `data` under `key` if `mode` allows, atomically with the check.
     fn commit(&self, op: Op, key: &Key, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
         let meta = ObjectMeta {
@@ -148,7 +161,11 @@ impl Backend for MemoryBackend {
     }
 
     async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
-        check_mode(NAME, Op::Put, key, &self.inner.caps.put_modes, &opts.mode)?;
+        let caps = &self.inner.caps;
+        check_mode(NAME, Op::Put, key, &caps.put_modes, &opts.mode)?;
+        check_attributes(NAME, Op::Put, key, caps, opts)?;
+        check_object_size(NAME, Op::Put, key, caps, data.len())?;
+        self.check_segments(Op::Put, key)?;
         self.commit(Op::Put, key, data.into_bytes(), opts)
     }
 
@@ -202,7 +219,12 @@ impl Backend for MemoryBackend {
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
         if mode == CopyMode::Create && !self.inner.caps.copy_if_absent {
-            return Err(Error::unsupported(Op::Copy, NAME, "copy-if-absent").with_key(to.as_str()));
+            return Err(Error::unsupported(
+                Op::Copy,
+                NAME,
+                "copy-if-absent is turned off in this backend's capabilities",
+            )
+            .with_key(to.as_str()));
         }
         let src = self
             .objects_read()
@@ -221,6 +243,8 @@ impl Backend for MemoryBackend {
     }
 
     async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
+        check_attributes(NAME, Op::CreateMultipart, key, &self.inner.caps, opts)?;
+        self.check_segments(Op::CreateMultipart, key)?;
         let id = UploadId(uuid::Uuid::new_v4().simple().to_string());
         self.uploads().insert(
             id.clone(),
@@ -270,6 +294,13 @@ impl Backend for MemoryBackend {
             mode,
         )?;
         check_part_list(NAME, key, caps, parts)?;
+        check_object_size(
+            NAME,
+            Op::CompleteMultipart,
+            key,
+            caps,
+            parts.iter().map(|p| p.size).sum(),
+        )?;
         let (payload, opts) = {
             let mut uploads = self.uploads();
             let up = find_upload(&mut uploads, Op::CompleteMultipart, key, upload)?;

@@ -93,6 +93,9 @@ pub struct Capabilities {
     /// Whether an object and keys below it can coexist (`a` and `a/b`). A directory on a
     /// filesystem cannot also be a file, so the `fs` backend answers `false`.
     pub object_and_children: bool,
+    /// The longest segment (text between `/`) a key may have, if the backend limits it
+    /// beyond [`MAX_KEY_LEN`](crate::MAX_KEY_LEN); a longer one is `InvalidInput`.
+    pub max_key_segment_len: Option<usize>,
 }
 
 impl Capabilities {
@@ -114,6 +117,7 @@ impl Capabilities {
             content_type: true,
             max_list_page: 1000,
             object_and_children: true,
+            max_key_segment_len: None,
         }
     }
 }

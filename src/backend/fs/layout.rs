@@ -1,0 +1,297 @@
+//! Where things live under the root, and the checks that keep every access inside it.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+
+use bytes::Bytes;
+
+use super::{MAX_SEGMENT_LEN, NAME, STATE_DIR};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{Metadata, UploadId};
+
+const STRIPES: usize = 64;
+
+/// Key-striped locks shared by every `FsBackend` of this process on the same root, so that
+/// two handles opened on one directory still serialise conditional writes.
+pub(super) struct Stripes(Vec<RwLock<()>>);
+
+impl Stripes {
+    pub(super) fn for_root(root: &Path) -> Arc<Stripes> {
+        static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Weak<Stripes>>>> = OnceLock::new();
+        let mut reg = REGISTRY
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = reg.get(root).and_then(Weak::upgrade) {
+            return s;
+        }
+        reg.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(Stripes((0..STRIPES).map(|_| RwLock::new(())).collect()));
+        reg.insert(root.to_path_buf(), Arc::downgrade(&s));
+        s
+    }
+
+    pub(super) fn get(&self, key: &Key) -> &RwLock<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key.as_str());
+        &self.0[(h as usize) % STRIPES]
+    }
+}
+
+/// The paths of one root.
+#[derive(Debug, Clone)]
+pub(super) struct Layout {
+    pub(super) root: PathBuf,
+    pub(super) fsync: bool,
+}
+
+impl Layout {
+    pub(super) fn state(&self, sub: &str) -> PathBuf {
+        self.root.join(STATE_DIR).join(sub)
+    }
+
+    /// Creates the state directories and checks that each is a real directory, not a link
+    /// that would carry temporary files or metadata out of the root.
+    pub(super) fn prepare(&self) -> io::Result<()> {
+        let top = self.root.join(STATE_DIR);
+        for dir in [
+            top.clone(),
+            self.state("tmp"),
+            self.state("meta"),
+            self.state("uploads"),
+        ] {
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            let m = fs::symlink_metadata(&dir)?;
+            if !m.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{} is not a plain directory", dir.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of an object's file: the key must fit this backend, and no existing
+    /// component of the path may be a symbolic link.
+    pub(super) fn object_path(&self, op: Op, key: &Key) -> Result<PathBuf> {
+        if let Some(problem) = unstorable(key.as_str()) {
+            return Err(Error::invalid_input(op, NAME, problem).with_key(key.as_str()));
+        }
+        let mut path = self.root.clone();
+        path.extend(key.segments());
+        self.refuse_symlinks(op, key.as_str(), &path)?;
+        Ok(path)
+    }
+
+    /// Walks from the root to `path` and refuses any component that is a symbolic link.
+    pub(super) fn refuse_symlinks(&self, op: Op, key: &str, path: &Path) -> Result<()> {
+        let rel = path.strip_prefix(&self.root).map_err(|_| {
+            Error::new(
+                ErrorKind::PermissionDenied,
+                op,
+                NAME,
+                "path outside the root",
+            )
+            .with_key(key)
+        })?;
+        let mut cur = self.root.clone();
+        for comp in rel.components() {
+            cur.push(comp);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(link_refused(op, key, &self.root, &cur));
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(Error::from_io(op, NAME, e).with_key(key)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The sidecar path: directory segments get `.d`, the last one `.m`, so the sidecars of
+    /// `a` and `a.m/x` never collide.
+    pub(super) fn sidecar_path(&self, op: Op, key: &Key) -> Result<PathBuf> {
+        let mut p = self.state("meta");
+        let segs: Vec<&str> = key.segments().collect();
+        for (i, s) in segs.iter().enumerate() {
+            let suffix = if i + 1 == segs.len() { "m" } else { "d" };
+            p.push(format!("{s}.{suffix}"));
+        }
+        self.refuse_symlinks(op, key.as_str(), &p)?;
+        Ok(p)
+    }
+
+    /// The staging directory of an upload. Ids are ours (32 lowercase hex digits); anything
+    /// else cannot name an upload and never reaches a path.
+    pub(super) fn upload_dir(&self, op: Op, key: &Key, id: &UploadId) -> Result<PathBuf> {
+        let valid =
+            id.0.len() == 32 && id.0.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !valid {
+            return Err(no_upload(op, key, id));
+        }
+        let dir = self.state("uploads").join(&id.0);
+        self.refuse_symlinks(op, key.as_str(), &dir)?;
+        Ok(dir)
+    }
+
+    /// A new temporary file holding `chunks`, flushed if fsync is on.
+    pub(super) fn write_temp(&self, op: Op, key: &str, chunks: &[Bytes]) -> Result<TempFile> {
+        let tmp = TempFile::new(self.state("tmp"));
+        let io_err = |e| Error::from_io(op, NAME, e).with_key(key);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp.path)
+            .map_err(io_err)?;
+        for c in chunks {
+            f.write_all(c).map_err(io_err)?;
+        }
+        if self.fsync {
+            f.sync_all().map_err(io_err)?;
+        }
+        Ok(tmp)
+    }
+
+    /// Flushes a directory entry change (after a rename) when fsync is on.
+    pub(super) fn sync_dir(&self, dir: &Path) {
+        if self.fsync
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// Opens a regular file without following a final symbolic link and without blocking on a
+/// FIFO or device; anything but a regular file is reported as `NotFound`.
+pub(super) fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "not a regular file",
+        ));
+    }
+    Ok((f, m))
+}
+
+/// Why a valid key cannot be stored on a filesystem, if it cannot.
+pub(super) fn unstorable(key: &str) -> Option<String> {
+    for (i, seg) in key.split('/').enumerate() {
+        if i == 0 && seg == STATE_DIR {
+            return Some(format!(
+                "keys under '{STATE_DIR}/' are reserved by the fs backend"
+            ));
+        }
+        if seg.len() > MAX_SEGMENT_LEN {
+            return Some(format!(
+                "a segment of {} bytes: the fs backend stores segments of at most {MAX_SEGMENT_LEN} bytes",
+                seg.len()
+            ));
+        }
+    }
+    None
+}
+
+pub(super) fn link_refused(op: Op, key: &str, root: &Path, at: &Path) -> Error {
+    Error::new(
+        ErrorKind::PermissionDenied,
+        op,
+        NAME,
+        format!(
+            "'{}' is a symbolic link; the fs backend never follows links",
+            at.strip_prefix(root).unwrap_or(at).display()
+        ),
+    )
+    .with_key(key)
+}
+
+pub(super) fn no_upload(op: Op, key: &Key, id: &UploadId) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        op,
+        NAME,
+        format!("no multipart upload {id:?} for this key"),
+    )
+    .with_key(key.as_str())
+}
+
+/// The ETag of a file: inode, modification time in nanoseconds and size. A write replaces
+/// the file by rename, so its tag changes.
+pub(super) fn etag_of(m: &fs::Metadata) -> String {
+    let mtime_ns = (m.mtime() as i128) * 1_000_000_000 + m.mtime_nsec() as i128;
+    format!("\"{:x}-{:x}-{:x}\"", m.ino(), mtime_ns, m.len())
+}
+
+/// A temporary file removed on drop unless it was moved into place.
+pub(super) struct TempFile {
+    pub(super) path: PathBuf,
+}
+
+impl TempFile {
+    pub(super) fn new(dir: PathBuf) -> Self {
+        TempFile {
+            path: dir.join(uuid::Uuid::new_v4().simple().to_string()),
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // After a rename the path no longer exists; after a hard link it must go.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Content type and user metadata of one version of an object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Attributes {
+    /// The ETag of the data file these attributes belong to.
+    pub(super) etag: String,
+    pub(super) content_type: Option<String>,
+    pub(super) metadata: Metadata,
+}
+
+/// The sidecar of a key holds the attributes of the current version and, while a write is
+/// in flight, of the next one; a reader takes the entry whose ETag matches the file it
+/// opened. Writing the sidecar before the data keeps both consistent whichever step fails.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct Sidecar {
+    pub(super) entries: Vec<Attributes>,
+}
+
+impl Sidecar {
+    pub(super) fn read(path: &Path) -> Sidecar {
+        open_regular(path)
+            .ok()
+            .and_then(|(f, _)| serde_json::from_reader(io::BufReader::new(f)).ok())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn find(&self, etag: Option<&str>) -> Option<&Attributes> {
+        self.entries.iter().find(|a| Some(a.etag.as_str()) == etag)
+    }
+}
