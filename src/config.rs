@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `memory://` or `memory:///prefix` | a new, empty [`MemoryBackend`] | available |
 //! | `file:///absolute/dir` | [`FsBackend`] rooted at the directory | available |
-//! | `s3://bucket/prefix` | Amazon S3 and S3-compatible stores | recognised, not wired yet |
+//! | `s3://bucket/prefix` | Amazon S3 and S3-compatible stores ([`S3Backend`](crate::backend::S3Backend), feature `s3`) | available |
 //! | `az://container/prefix`, `abfs://…`, `https://<account>.blob.core.windows.net/…` | Azure Blob Storage | recognised, not wired yet |
 //! | `gs://bucket/prefix` | Google Cloud Storage | recognised, not wired yet |
 //!
@@ -12,6 +12,9 @@
 //! `file://` URLs need an absolute path; percent-escapes in it are decoded.
 //!
 //! Options for `file://`: `fsync` (`true`/`false`, default `true`). `memory://` takes none.
+//! `s3://` reads the `AWS_*` environment and takes every `object_store` S3 configuration key
+//! as an option (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`,
+//! `virtual_hosted_style_request`, ...), which wins over the environment.
 //! An unknown option is an error, so a typo cannot silently change behaviour.
 //!
 //! Credentials in a URL's user-info part are never repeated in errors or `Debug` output.
@@ -137,6 +140,22 @@ impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for StoreOptions {
     }
 }
 
+/// A duration written as `250ms`, `30s`, `5m` or plain seconds (`30`, `0.5`).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| std::time::Duration::from_secs_f64(v * scale))
+}
+
 fn config_error(message: String) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
@@ -226,6 +245,14 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
             let backend = FsBackend::new(&path)?.with_fsync(options.bool("fsync", true)?);
             Ok(Store::new(backend))
         }
+        #[cfg(feature = "s3")]
+        "s3" | "s3a" => {
+            let bucket = bucket_of(&url, &shown)?;
+            let backend = crate::backend::S3Backend::new(&bucket, options)?;
+            with_path_prefix(Store::new(backend), url.path(), &shown)
+        }
+        // Schemes whose backend is not compiled in (or not written yet).
+        #[allow(unreachable_patterns)]
         scheme @ ("s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "gcs") => {
             Err(not_wired(scheme, &shown))
         }
@@ -279,6 +306,18 @@ fn not_wired(scheme: &str, shown: &str) -> Error {
     )
 }
 
+/// The bucket (or container) named by the URL's host.
+#[allow(dead_code)]
+fn bucket_of(url: &url::Url, shown: &str) -> Result<String> {
+    match url.host_str() {
+        Some(h) if !h.is_empty() => Ok(h.to_string()),
+        _ => Err(config_error(format!(
+            "URL '{shown}' names no bucket: {}://bucket/prefix",
+            url.scheme()
+        ))),
+    }
+}
+
 fn with_path_prefix(store: Store, path: &str, shown: &str) -> Result<Store> {
     let decoded = percent_decode(path)
         .ok_or_else(|| config_error(format!("URL '{shown}' has a path that is not UTF-8")))?;
@@ -318,6 +357,17 @@ mod tests {
         assert_eq!(redact_url("s3://bucket/x@y"), "s3://bucket/x@y");
         assert_eq!(redact_url("no scheme"), "no scheme");
         assert_eq!(redact_url("user:pw@host"), "user:***@host");
+    }
+
+    #[test]
+    fn parses_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("soon"), None);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub mod key;
 pub mod object;
 pub mod store;
 
+#[cfg(feature = "s3")]
+pub use backend::S3Backend;
 pub use backend::{Backend, Capabilities, ConditionalModes, FsBackend, MemoryBackend};
 pub use config::StoreOptions;
 pub use error::{Error, ErrorKind, Op, Result};

@@ -74,7 +74,6 @@ fn malformed_and_unknown_urls_are_invalid_input() {
 #[test]
 fn cloud_schemes_are_recognised_but_not_wired_yet() {
     for url in [
-        "s3://bucket/prefix",
         "az://container/prefix",
         "gs://bucket/prefix",
         "https://acct.blob.core.windows.net/container/x",

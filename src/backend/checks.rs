@@ -210,3 +210,29 @@ pub fn check_object_size(
         _ => Ok(()),
     }
 }
+
+/// Refuses a key the capabilities say this store cannot hold as given: a segment over
+/// [`Capabilities::max_key_segment_len`], or a `\\` where
+/// [`Capabilities::backslash_in_keys`] is false (a store that would turn it into `/` would
+/// merge distinct keys).
+pub fn check_key(backend: &str, op: Op, key: &Key, caps: &Capabilities) -> Result<()> {
+    if let Some(max) = caps.max_key_segment_len
+        && key.segments().any(|s| s.len() > max)
+    {
+        return Err(Error::invalid_input(
+            op,
+            backend,
+            format!("a key segment is longer than this backend's limit of {max} bytes"),
+        )
+        .with_key(key.as_str()));
+    }
+    if !caps.backslash_in_keys && key.as_str().contains('\\') {
+        return Err(Error::unsupported(
+            op,
+            backend,
+            "this store does not keep '\\' in keys (Capabilities::backslash_in_keys is false)",
+        )
+        .with_key(key.as_str()));
+    }
+    Ok(())
+}

@@ -113,17 +113,9 @@ impl MemoryBackend {
         self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Honours a declared segment limit (memory itself has none).
+    /// Honours declared key limits (memory itself has none).
     fn check_segments(&self, op: Op, key: &Key) -> Result<()> {
-        match self.inner.caps.max_key_segment_len {
-            Some(max) if key.segments().any(|s| s.len() > max) => Err(Error::invalid_input(
-                op,
-                NAME,
-                format!("a key segment is longer than this backend's limit of {max} bytes"),
-            )
-            .with_key(key.as_str())),
-            _ => Ok(()),
-        }
+        super::checks::check_key(NAME, op, key, &self.inner.caps)
     }
 
     /// Stores `data` under `key` if `mode` allows, atomically with the check.

@@ -24,9 +24,15 @@ pub mod checks;
 pub mod fs;
 mod listing;
 pub mod memory;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod object_store_core;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use fs::FsBackend;
 pub use memory::MemoryBackend;
+#[cfg(feature = "s3")]
+pub use s3::S3Backend;
 
 /// Which conditional write modes a write path supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -96,6 +102,9 @@ pub struct Capabilities {
     /// The longest segment (text between `/`) a key may have, if the backend limits it
     /// beyond [`MAX_KEY_LEN`](crate::MAX_KEY_LEN); a longer one is `InvalidInput`.
     pub max_key_segment_len: Option<usize>,
+    /// Whether `\\` is kept in keys as given (some S3-compatible stores turn it into `/`).
+    /// Where it is not, keys with `\\` are refused with `Unsupported`.
+    pub backslash_in_keys: bool,
 }
 
 impl Capabilities {
@@ -118,6 +127,7 @@ impl Capabilities {
             max_list_page: 1000,
             object_and_children: true,
             max_key_segment_len: None,
+            backslash_in_keys: true,
         }
     }
 }

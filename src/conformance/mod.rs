@@ -250,6 +250,7 @@ macro_rules! __with_conformance_cases {
             key_with_plus_and_percent,
             key_with_unicode_and_emoji,
             key_with_special_segments,
+            key_with_backslash,
             key_of_max_length,
             key_segment_limit,
             key_with_deep_path,

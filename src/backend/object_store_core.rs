@@ -1,0 +1,613 @@
+//! The part of the S3 and Azure backends that is the same for both: calling `object_store`
+//! and mapping its types and errors onto ours. Wire protocols, signing and credentials stay
+//! in `object_store`; this file only translates.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt};
+
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{
+    ByteRange, CopyMode, GetOptions, GetResult, Metadata, ObjectMeta, PartInfo, PartNumber,
+    Payload, PresignMethod, PutMode, PutOptions, UploadId,
+};
+
+/// Options read by this crate rather than passed to `object_store`'s builders.
+pub(crate) const RETRY_OPTIONS: &[&str] = &["max_retries", "retry_timeout"];
+
+/// `object_store`'s retry settings from the `max_retries` and `retry_timeout` options.
+pub(crate) fn retry_config(
+    name: &str,
+    options: &crate::config::StoreOptions,
+) -> Result<Option<object_store::RetryConfig>> {
+    let bad = |what: &str, v: &str| {
+        Error::invalid_input(
+            Op::Configure,
+            name,
+            format!("option '{what}' has an invalid value '{v}'"),
+        )
+    };
+    let max = options.get("max_retries");
+    let timeout = options.get("retry_timeout");
+    if max.is_none() && timeout.is_none() {
+        return Ok(None);
+    }
+    let mut cfg = object_store::RetryConfig::default();
+    if let Some(v) = max {
+        cfg.max_retries = v.parse().map_err(|_| bad("max_retries", v))?;
+    }
+    if let Some(v) = timeout {
+        cfg.retry_timeout =
+            crate::config::parse_duration(v).ok_or_else(|| bad("retry_timeout", v))?;
+    }
+    Ok(Some(cfg))
+}
+
+/// What both cloud adapters hold.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub(crate) name: &'static str,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) multipart: Arc<dyn MultipartStore>,
+    pub(crate) signer: Arc<dyn Signer>,
+}
+
+pub(crate) fn path(op: Op, name: &str, key: &str) -> Result<Path> {
+    Path::parse(key).map_err(|e| {
+        Error::invalid_input(op, name, format!("not a valid object path: {e}")).with_key(key)
+    })
+}
+
+/// Finds the HTTP status and body of the request that failed. `object_store` keeps them
+/// in a crate-private error type, so they are read from its message, which has the stable
+/// form "Server returned non-2xx status code: 404 Not Found: <body>".
+fn http_failure(e: &(dyn StdError + 'static)) -> Option<(u16, String)> {
+    const STATUS: &str = "Server returned non-2xx status code: ";
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if let Some(rest) = text.strip_prefix(STATUS) {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(status) = digits.parse() {
+                let body = rest
+                    .split_once(": ")
+                    .map(|(_, b)| b.to_string())
+                    .unwrap_or_default();
+                return Some((status, body));
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether the failure was a timeout of the connection or request.
+fn timed_out(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<object_store::client::HttpError>() {
+            return h.kind() == object_store::client::HttpErrorKind::Timeout;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Maps a status (and the provider's error code in the body) onto a kind.
+pub(crate) fn kind_for_status(status: u16, body: &str) -> (ErrorKind, bool) {
+    const AUTH_CODES: &[&str] = &[
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "ExpiredToken",
+        "InvalidToken",
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "InvalidAuthenticationInfo",
+    ];
+    match status {
+        304 => (ErrorKind::NotModified, false),
+        400 | 411 | 413 | 414 | 416 => {
+            if body.contains("RequestTimeout") {
+                (ErrorKind::Timeout, true)
+            } else {
+                (ErrorKind::InvalidInput, false)
+            }
+        }
+        401 => (ErrorKind::Unauthenticated, false),
+        403 if AUTH_CODES.iter().any(|c| body.contains(c)) => (ErrorKind::Unauthenticated, false),
+        403 => (ErrorKind::PermissionDenied, false),
+        404 => (ErrorKind::NotFound, false),
+        408 => (ErrorKind::Timeout, true),
+        409 if body.contains("ConditionalRequestConflict") => {
+            (ErrorKind::PreconditionFailed, false)
+        }
+        409 => (ErrorKind::AlreadyExists, false),
+        412 => (ErrorKind::PreconditionFailed, false),
+        429 => (ErrorKind::RateLimited, true),
+        503 if body.contains("SlowDown") || body.contains("ServerBusy") => {
+            (ErrorKind::RateLimited, true)
+        }
+        500..=599 => (ErrorKind::Other, true),
+        _ => (ErrorKind::Other, false),
+    }
+}
+
+/// Maps an `object_store` error onto ours, naming the operation and key.
+pub(crate) fn map_error(name: &str, op: Op, key: &str, e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    let failure = http_failure(&e);
+    let auth_failure = failure.as_ref().is_some_and(|(status, body)| {
+        kind_for_status(*status, body).0 == ErrorKind::Unauthenticated
+    });
+    let (kind, retryable) = match (&e, &failure) {
+        // object_store's own grouping knows the request's mode (a 412 on a create is
+        // AlreadyExists), so it wins where it has one; a status refines the rest.
+        (E::NotFound { .. }, _) => (ErrorKind::NotFound, false),
+        (E::AlreadyExists { .. }, _) => (ErrorKind::AlreadyExists, false),
+        (E::Precondition { .. }, _) => (ErrorKind::PreconditionFailed, false),
+        (E::NotModified { .. }, _) => (ErrorKind::NotModified, false),
+        (E::PermissionDenied { .. }, _) if auth_failure => (ErrorKind::Unauthenticated, false),
+        (E::PermissionDenied { .. }, _) => (ErrorKind::PermissionDenied, false),
+        (E::Unauthenticated { .. }, _) => (ErrorKind::Unauthenticated, false),
+        (E::NotSupported { .. } | E::NotImplemented { .. }, _) => (ErrorKind::Unsupported, false),
+        (E::InvalidPath { .. }, _) => (ErrorKind::InvalidInput, false),
+        (E::UnknownConfigurationKey { .. }, _) => (ErrorKind::InvalidInput, false),
+        (_, Some((status, body))) => kind_for_status(*status, body),
+        _ if timed_out(&e) => (ErrorKind::Timeout, true),
+        // No HTTP status: the connection failed or the body was cut.
+        _ => (ErrorKind::Other, true),
+    };
+    // Only the status and the provider's code: object_store's own messages carry request
+    // URIs, which for SAS-authenticated stores would carry the signature.
+    let message = match &failure {
+        Some((status, body)) => format!("HTTP {status}{}", provider_code(body)),
+        None => scrub(&e.to_string()),
+    };
+    Error::new(kind, op, name, message)
+        .with_key(key)
+        .with_retryable(retryable)
+        .with_source(Scrubbed(scrub(&error_chain(&e))))
+}
+
+/// An error's message and its sources', joined.
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
+
+/// Text with every URL query (where SAS signatures and presigned credentials travel)
+/// replaced by `?<redacted>`.
+pub(crate) fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('?') {
+        out.push_str(&rest[..i]);
+        out.push_str("?<redacted>");
+        let after = &rest[i + 1..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ')')
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The underlying error, as text with secrets scrubbed (see [`scrub`]).
+#[derive(Debug)]
+struct Scrubbed(String);
+
+impl std::fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Scrubbed {}
+
+/// ` (Code)` from an XML or JSON error body, if there is one.
+fn provider_code(body: &str) -> String {
+    let code = body
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(c, _)| c.trim().to_string());
+    match code {
+        Some(c) if !c.is_empty() && c.len() < 80 => format!(" ({c})"),
+        _ => String::new(),
+    }
+}
+
+fn to_system_time(t: chrono::DateTime<chrono::Utc>) -> SystemTime {
+    t.into()
+}
+
+fn to_chrono(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
+    t.into()
+}
+
+pub(crate) fn attributes_of(opts: &PutOptions) -> Attributes {
+    let mut a = Attributes::new();
+    if let Some(ct) = &opts.content_type {
+        a.insert(Attribute::ContentType, ct.clone().into());
+    }
+    for (k, v) in &opts.metadata {
+        a.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
+    }
+    a
+}
+
+fn split_attributes(attrs: &Attributes) -> (Option<String>, Metadata) {
+    let mut ct = None;
+    let mut md = Metadata::new();
+    for (k, v) in attrs {
+        match k {
+            Attribute::ContentType => ct = Some(v.as_ref().to_string()),
+            Attribute::Metadata(name) => {
+                md.insert(name.to_string(), v.as_ref().to_string());
+            }
+            _ => {}
+        }
+    }
+    (ct, md)
+}
+
+/// Our metadata from theirs; the key must be one of ours.
+pub(crate) fn meta_of(name: &str, op: Op, m: object_store::ObjectMeta) -> Result<ObjectMeta> {
+    let key = Key::new(m.location.as_ref()).map_err(|e| {
+        Error::new(
+            ErrorKind::Other,
+            op,
+            name,
+            format!(
+                "the service returned a key that is not valid here: {}",
+                e.message()
+            ),
+        )
+        .with_key(m.location.as_ref())
+    })?;
+    Ok(ObjectMeta {
+        key,
+        size: m.size,
+        etag: m.e_tag,
+        last_modified: to_system_time(m.last_modified),
+        version: m.version,
+        content_type: None,
+        metadata: Metadata::new(),
+    })
+}
+
+fn get_range(r: &ByteRange) -> object_store::GetRange {
+    match r {
+        ByteRange::Bounded(r) => object_store::GetRange::Bounded(r.clone()),
+        ByteRange::From(o) => object_store::GetRange::Offset(*o),
+        ByteRange::Suffix(n) => object_store::GetRange::Suffix(*n),
+    }
+}
+
+impl Core {
+    pub(crate) fn err(&self, op: Op, key: &str) -> impl Fn(object_store::Error) -> Error + '_ {
+        let key = key.to_string();
+        move |e| map_error(self.name, op, &key, e)
+    }
+
+    pub(crate) async fn put(
+        &self,
+        key: &Key,
+        data: Payload,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        let op = Op::Put;
+        let p = path(op, self.name, key.as_str())?;
+        let mode = match &opts.mode {
+            PutMode::Overwrite => object_store::PutMode::Overwrite,
+            PutMode::Create => object_store::PutMode::Create,
+            PutMode::IfMatch(etag) => object_store::PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: None,
+            }),
+        };
+        let put = object_store::PutOptions {
+            mode,
+            attributes: attributes_of(opts),
+            ..Default::default()
+        };
+        let size = data.len();
+        let payload: object_store::PutPayload = data.into_chunks().into_iter().collect();
+        let res = self.store.put_opts(&p, payload, put).await;
+        let res = match (res, &opts.mode) {
+            // If-Match against a missing object: the condition failed, whatever the service
+            // calls it (S3 answers 404).
+            (Err(object_store::Error::NotFound { .. }), PutMode::IfMatch(_)) => {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    op,
+                    self.name,
+                    "no object exists, the write required an ETag",
+                )
+                .with_key(key.as_str()));
+            }
+            (r, _) => r.map_err(self.err(op, key.as_str()))?,
+        };
+        // A PUT answers only the ETag (and version): the time is the client's, close to the
+        // service's; `head` gives the stored one.
+        Ok(ObjectMeta {
+            key: key.clone(),
+            size,
+            etag: res.e_tag,
+            last_modified: SystemTime::now(),
+            version: res.version,
+            content_type: opts.content_type.clone(),
+            metadata: opts.metadata.clone(),
+        })
+    }
+
+    pub(crate) async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
+        let op = Op::Get;
+        let p = path(op, self.name, key.as_str())?;
+        let o = object_store::GetOptions {
+            if_match: opts.if_match.clone(),
+            if_none_match: opts.if_none_match.clone(),
+            if_modified_since: opts.if_modified_since.map(to_chrono),
+            if_unmodified_since: opts.if_unmodified_since.map(to_chrono),
+            range: opts.range.as_ref().map(get_range),
+            ..Default::default()
+        };
+        let res = self
+            .store
+            .get_opts(&p, o)
+            .await
+            .map_err(self.err(op, key.as_str()))?;
+        let (ct, md) = split_attributes(&res.attributes);
+        let range = res.range.clone();
+        let mut meta = meta_of(self.name, op, res.meta.clone())?;
+        meta.content_type = ct;
+        meta.metadata = md;
+        let (name, k) = (self.name, key.as_str().to_string());
+        let body = res
+            .into_stream()
+            .map_err(move |e| map_error(name, Op::Get, &k, e))
+            .boxed();
+        Ok(GetResult { meta, range, body })
+    }
+
+    pub(crate) async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        let op = Op::Head;
+        let p = path(op, self.name, key.as_str())?;
+        let o = object_store::GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let res = self
+            .store
+            .get_opts(&p, o)
+            .await
+            .map_err(self.err(op, key.as_str()))?;
+        let (ct, md) = split_attributes(&res.attributes);
+        let mut meta = meta_of(self.name, op, res.meta)?;
+        meta.content_type = ct;
+        meta.metadata = md;
+        Ok(meta)
+    }
+
+    pub(crate) async fn delete(&self, key: &Key) -> Result<()> {
+        let p = path(Op::Delete, self.name, key.as_str())?;
+        match self.store.delete(&p).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_error(self.name, Op::Delete, key.as_str(), e)),
+        }
+    }
+
+    pub(crate) async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
+        let op = Op::Copy;
+        let (f, t) = (
+            path(op, self.name, from.as_str())?,
+            path(op, self.name, to.as_str())?,
+        );
+        let opts = object_store::CopyOptions {
+            mode: match mode {
+                CopyMode::Overwrite => object_store::CopyMode::Overwrite,
+                CopyMode::Create => object_store::CopyMode::Create,
+            },
+            ..Default::default()
+        };
+        match self.store.copy_opts(&f, &t, opts).await {
+            Ok(()) => {}
+            // A missing source is named by the source key; anything else by the destination
+            // (object_store's Azure AlreadyExists names the source).
+            Err(e @ object_store::Error::NotFound { .. }) => {
+                return Err(map_error(self.name, op, from.as_str(), e));
+            }
+            Err(e) => return Err(map_error(self.name, op, to.as_str(), e)),
+        }
+        self.head(to).await
+    }
+
+    pub(crate) async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
+        let op = Op::CreateMultipart;
+        let p = path(op, self.name, key.as_str())?;
+        let o = object_store::PutMultipartOptions {
+            attributes: attributes_of(opts),
+            ..Default::default()
+        };
+        let id = self
+            .multipart
+            .create_multipart_opts(&p, o)
+            .await
+            .map_err(self.err(op, key.as_str()))?;
+        Ok(UploadId(id))
+    }
+
+    pub(crate) async fn put_part(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        part: PartNumber,
+        data: Payload,
+    ) -> Result<PartInfo> {
+        let op = Op::PutPart;
+        let p = path(op, self.name, key.as_str())?;
+        self.check_upload_id(op, key, upload)?;
+        let size = data.len();
+        let payload: object_store::PutPayload = data.into_chunks().into_iter().collect();
+        // object_store numbers parts from 0; the services from 1.
+        let idx = part.get() as usize - 1;
+        let PartId { content_id } = self
+            .multipart
+            .put_part(&p, &upload.0, idx, payload)
+            .await
+            .map_err(self.err(op, key.as_str()))?;
+        Ok(PartInfo {
+            number: part,
+            etag: content_id,
+            size,
+        })
+    }
+
+    /// Completion through `object_store`, for part lists numbered 1..=n without gaps (it
+    /// numbers parts by their position in the list).
+    pub(crate) async fn complete_contiguous(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+    ) -> Result<ObjectMeta> {
+        let op = Op::CompleteMultipart;
+        let p = path(op, self.name, key.as_str())?;
+        let ids = parts
+            .iter()
+            .map(|p| PartId {
+                content_id: p.etag.clone(),
+            })
+            .collect();
+        self.multipart
+            .complete_multipart(&p, &upload.0, ids)
+            .await
+            .map_err(self.err(op, key.as_str()))?;
+        self.head(key).await
+    }
+
+    pub(crate) async fn abort(&self, key: &Key, upload: &UploadId) -> Result<()> {
+        let op = Op::AbortMultipart;
+        let p = path(op, self.name, key.as_str())?;
+        if self.check_upload_id(op, key, upload).is_err() {
+            return Ok(());
+        }
+        match self.multipart.abort_multipart(&p, &upload.0).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mapped = map_error(self.name, op, key.as_str(), e);
+                // Aborting what is not there (any more) succeeds, as on every backend.
+                if mapped.kind() == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(mapped)
+                }
+            }
+        }
+    }
+
+    /// An id with a `/`, a `?` or nothing in it was never issued by a service: no such
+    /// upload, without asking (some services answer 400 instead of 404).
+    pub(crate) fn check_upload_id(&self, op: Op, key: &Key, upload: &UploadId) -> Result<()> {
+        if upload.0.is_empty() || upload.0.contains(['/', '?', '#', '&']) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                op,
+                self.name,
+                format!("no multipart upload {:?} for this key", upload.0),
+            )
+            .with_key(key.as_str()));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &Key,
+        expires_in: Duration,
+    ) -> Result<url::Url> {
+        let op = Op::Presign;
+        let p = path(op, self.name, key.as_str())?;
+        let m = match method {
+            PresignMethod::Get => http::Method::GET,
+            PresignMethod::Put => http::Method::PUT,
+        };
+        self.signer
+            .signed_url(m, &p, expires_in)
+            .await
+            .map_err(self.err(op, key.as_str()))
+    }
+}
+
+/// True when parts are numbered 1, 2, ..., n.
+pub(crate) fn contiguous(parts: &[PartInfo]) -> bool {
+    parts
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.number.get() as usize == i + 1)
+}
+
+/// Sends a signed request built by hand (for the few operations `object_store` does not
+/// expose) and returns the body, mapping a failure status like every other request.
+pub(crate) async fn send_signed(
+    name: &str,
+    op: Op,
+    key: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<(u16, Bytes)> {
+    let resp = req.send().await.map_err(|e| {
+        let timeout = e.is_timeout();
+        Error::new(
+            if timeout {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Other
+            },
+            op,
+            name,
+            format!("request failed: {}", e.without_url()),
+        )
+        .with_key(key)
+        .with_retryable(true)
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Other,
+            op,
+            name,
+            format!("reading the response failed: {}", e.without_url()),
+        )
+        .with_key(key)
+        .with_retryable(true)
+    })?;
+    if !(200..300).contains(&status) {
+        let text = String::from_utf8_lossy(&body);
+        let (kind, retryable) = kind_for_status(status, &text);
+        return Err(Error::new(
+            kind,
+            op,
+            name,
+            format!("HTTP {status}{}", provider_code(&text)),
+        )
+        .with_key(key)
+        .with_retryable(retryable));
+    }
+    Ok((status, body))
+}

@@ -1,0 +1,444 @@
+//! Amazon S3 and S3-compatible stores (MinIO, SeaweedFS, Ceph, R2, ...), over
+//! `object_store`'s `AmazonS3`.
+//!
+//! Configuration comes from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...) and from
+//! options, which take precedence and accept every `object_store` S3 configuration key
+//! (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`,
+//! `virtual_hosted_style_request`, `timeout`, `connect_timeout`, ...), plus `max_retries`
+//! and `retry_timeout` (e.g. `30s`) for `object_store`'s own retries of failed requests.
+//! An unknown option is an error.
+//!
+//! Two operations `object_store` does not expose are sent as requests presigned by its own
+//! signer: conditional multipart completion (`If-None-Match: *` / `If-Match` on
+//! CompleteMultipartUpload) and listing in-progress uploads (ListMultipartUploads). Copy
+//! only-if-absent sends `If-None-Match: *` on CopyObject unless the option
+//! `copy_if_not_exists` says otherwise.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::signer::{SignedUrlOptions, Signer};
+
+use super::object_store_core::{Core, contiguous, map_error, meta_of, path, send_signed};
+use super::{Backend, Capabilities};
+use crate::config::StoreOptions;
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{
+    CopyMode, GetOptions, GetResult, ListPage, ListRequest, MultipartUploadInfo, ObjectMeta,
+    PartInfo, PartNumber, Payload, PresignMethod, PutMode, PutOptions, UploadId,
+};
+
+const NAME: &str = "s3";
+/// How long the presigned requests this backend sends to itself stay valid.
+const SELF_SIGNED_TTL: Duration = Duration::from_secs(300);
+
+/// A bucket on S3 or an S3-compatible store.
+#[derive(Clone)]
+pub struct S3Backend {
+    core: Core,
+    s3: Arc<AmazonS3>,
+    http: reqwest::Client,
+    caps: Capabilities,
+    bucket: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+}
+
+impl fmt::Debug for S3Backend {
+    // Never the credentials: only where the data lives.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// S3's limits: parts of 5 MiB to 5 GiB, at most 10,000; objects up to 5 TiB.
+pub fn s3_capabilities() -> Capabilities {
+    Capabilities {
+        presign: true,
+        max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
+        ..Capabilities::s3_like()
+    }
+}
+
+fn config_error(message: String) -> Error {
+    Error::invalid_input(Op::Configure, NAME, message)
+}
+
+impl S3Backend {
+    /// A backend for `bucket`, configured from the environment and then `options`.
+    pub fn new(bucket: &str, options: &StoreOptions) -> Result<S3Backend> {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut copy_mode_given = false;
+        if let Some(retry) = super::object_store_core::retry_config(NAME, options)? {
+            builder = builder.with_retry(retry);
+        }
+        for name in options
+            .names()
+            .filter(|n| !super::object_store_core::RETRY_OPTIONS.contains(n))
+        {
+            let key: AmazonS3ConfigKey = name
+                .parse()
+                .map_err(|_| config_error(format!("unknown option '{name}' for s3://")))?;
+            copy_mode_given |= matches!(key, AmazonS3ConfigKey::CopyIfNotExists);
+            builder = builder.with_config(key, options.get(name).unwrap_or_default());
+        }
+        if !copy_mode_given {
+            builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Header(
+                "If-None-Match".into(),
+                "*".into(),
+            ));
+        }
+        Self::from_builder(builder)
+    }
+
+    /// A backend from an `object_store` builder, for settings options cannot express.
+    pub fn from_builder(builder: AmazonS3Builder) -> Result<S3Backend> {
+        let bucket = builder
+            .get_config_value(&AmazonS3ConfigKey::Bucket)
+            .unwrap_or_default();
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        let region = builder.get_config_value(&AmazonS3ConfigKey::Region);
+        let s3 = Arc::new(
+            builder
+                .build()
+                .map_err(|e| map_error(NAME, Op::Configure, &bucket, e))?,
+        );
+        Ok(S3Backend {
+            core: Core {
+                name: NAME,
+                store: s3.clone(),
+                multipart: s3.clone(),
+                signer: s3.clone(),
+            },
+            s3,
+            http: reqwest::Client::new(),
+            caps: s3_capabilities(),
+            bucket,
+            endpoint,
+            region,
+        })
+    }
+
+    /// Declares different capabilities (e.g. an S3-compatible store without conditional
+    /// multipart completion). Declared-absent features answer `Unsupported`.
+    pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
+        self.caps = caps;
+        self
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// CompleteMultipartUpload with a condition (or with part numbers that have gaps), sent
+    /// as a request presigned with the condition header bound to the signature.
+    async fn complete_signed(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+    ) -> Result<ObjectMeta> {
+        let op = Op::CompleteMultipart;
+        let p = path(op, NAME, key.as_str())?;
+        let header = match mode {
+            PutMode::Overwrite => None,
+            PutMode::Create => Some((http::header::IF_NONE_MATCH, "*".to_string())),
+            PutMode::IfMatch(etag) => Some((http::header::IF_MATCH, etag.clone())),
+        };
+        let mut opts = SignedUrlOptions::new().with_query([("uploadId", upload.0.as_str())]);
+        if let Some((name, value)) = &header {
+            let v = http::HeaderValue::from_str(value).map_err(|_| {
+                Error::invalid_input(op, NAME, "the ETag is not a valid header value")
+                    .with_key(key.as_str())
+            })?;
+            opts = opts.with_signed_header(name.clone(), v);
+        }
+        let url = self
+            .s3
+            .signed_url_opts(http::Method::POST, &p, SELF_SIGNED_TTL, &opts)
+            .await
+            .map_err(|e| map_error(NAME, op, key.as_str(), e))?;
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for part in parts {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                part.number,
+                xml_escape(&part.etag)
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let mut req = self.http.post(url).body(xml);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
+        }
+        let (_, body) = match send_signed(NAME, op, key.as_str(), req).await {
+            // If-None-Match: * failing means the object exists.
+            Err(e) if *mode == PutMode::Create && e.kind() == ErrorKind::PreconditionFailed => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    op,
+                    NAME,
+                    "an object already exists at this key",
+                )
+                .with_key(key.as_str()));
+            }
+            Err(e)
+                if matches!(mode, PutMode::IfMatch(_))
+                    && e.kind() == ErrorKind::NotFound
+                    && !e.message().contains("NoSuchUpload") =>
+            {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    op,
+                    NAME,
+                    "no object exists, the completion required an ETag",
+                )
+                .with_key(key.as_str()));
+            }
+            other => other?,
+        };
+        // S3 may answer 200 and put the failure in the body.
+        let text = String::from_utf8_lossy(&body);
+        if text.contains("<Error>") {
+            let code = text
+                .split_once("<Code>")
+                .and_then(|(_, r)| r.split_once("</Code>"))
+                .map(|(c, _)| c.to_string())
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorKind::Other,
+                op,
+                NAME,
+                format!("completion failed: {code}"),
+            )
+            .with_key(key.as_str())
+            .with_retryable(true));
+        }
+        self.core.head(key).await
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListUploadsXml {
+    #[serde(default)]
+    upload: Vec<UploadXml>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_upload_id_marker: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UploadXml {
+    key: String,
+    upload_id: String,
+    initiated: Option<String>,
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
+        super::checks::check_mode(NAME, Op::Put, key, &self.caps.put_modes, &opts.mode)?;
+        super::checks::check_key(NAME, Op::Put, key, &self.caps)?;
+        super::checks::check_object_size(NAME, Op::Put, key, &self.caps, data.len())?;
+        self.core.put(key, data, opts).await
+    }
+
+    async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
+        self.core.get(key, opts).await
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        self.core.head(key).await
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.core.delete(key).await
+    }
+
+    async fn list(&self, req: &ListRequest) -> Result<ListPage> {
+        let op = Op::List;
+        let limit = req
+            .max_keys
+            .unwrap_or(self.caps.max_list_page)
+            .clamp(1, self.caps.max_list_page.max(1));
+        let opts = PaginatedListOptions {
+            delimiter: req.delimiter.then(|| "/".into()),
+            max_keys: Some(limit),
+            page_token: req.token.clone(),
+            ..Default::default()
+        };
+        let prefix = (!req.prefix.is_empty()).then_some(req.prefix.as_str());
+        let res = self
+            .s3
+            .list_paginated(prefix, opts)
+            .await
+            .map_err(|e| map_error(NAME, op, &req.prefix, e))?;
+        let mut objects = res
+            .result
+            .objects
+            .into_iter()
+            .map(|m| meta_of(NAME, op, m))
+            .collect::<Result<Vec<_>>>()?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut common_prefixes: Vec<String> = res
+            .result
+            .common_prefixes
+            .into_iter()
+            .map(|p| format!("{}/", p.as_ref()))
+            .collect();
+        common_prefixes.sort();
+        Ok(ListPage {
+            objects,
+            common_prefixes,
+            next_token: res.page_token,
+        })
+    }
+
+    async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
+        super::checks::check_key(NAME, Op::Copy, to, &self.caps)?;
+        if mode == CopyMode::Create && !self.caps.copy_if_absent {
+            return Err(
+                Error::unsupported(Op::Copy, NAME, "copy-if-absent is not configured")
+                    .with_key(to.as_str()),
+            );
+        }
+        self.core.copy(from, to, mode).await
+    }
+
+    async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
+        super::checks::check_key(NAME, Op::CreateMultipart, key, &self.caps)?;
+        self.core.create_multipart(key, opts).await
+    }
+
+    async fn put_part(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        part: PartNumber,
+        data: Payload,
+    ) -> Result<PartInfo> {
+        super::checks::check_part(NAME, key, &self.caps, part, data.len())?;
+        self.core.put_part(key, upload, part, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+    ) -> Result<ObjectMeta> {
+        let op = Op::CompleteMultipart;
+        super::checks::check_mode(NAME, op, key, &self.caps.multipart_modes, mode)?;
+        self.core.check_upload_id(op, key, upload)?;
+        if parts.is_empty() {
+            return Err(
+                Error::invalid_input(op, NAME, "no parts to complete").with_key(key.as_str())
+            );
+        }
+        if *mode == PutMode::Overwrite && contiguous(parts) {
+            self.core.complete_contiguous(key, upload, parts).await
+        } else {
+            self.complete_signed(key, upload, parts, mode).await
+        }
+    }
+
+    async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()> {
+        self.core.abort(key, upload).await
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        let op = Op::ListMultipart;
+        let bucket_root = object_store::path::Path::default();
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut query = vec![
+                ("uploads".to_string(), String::new()),
+                ("prefix".to_string(), prefix.to_string()),
+            ];
+            if let Some((k, u)) = &markers {
+                query.push(("key-marker".into(), k.clone()));
+                query.push(("upload-id-marker".into(), u.clone()));
+            }
+            let opts = SignedUrlOptions::new().with_query(query);
+            let url = self
+                .s3
+                .signed_url_opts(http::Method::GET, &bucket_root, SELF_SIGNED_TTL, &opts)
+                .await
+                .map_err(|e| map_error(NAME, op, prefix, e))?;
+            let (_, body) = send_signed(NAME, op, prefix, self.http.get(url)).await?;
+            let parsed: ListUploadsXml =
+                quick_xml::de::from_reader(body.as_ref()).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Other,
+                        op,
+                        NAME,
+                        format!("unreadable ListMultipartUploads answer: {e}"),
+                    )
+                    .with_key(prefix)
+                })?;
+            for u in parsed.upload {
+                let Ok(key) = Key::new(u.key) else { continue };
+                let initiated = u
+                    .initiated
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)));
+                out.push(MultipartUploadInfo {
+                    key,
+                    upload_id: UploadId(u.upload_id),
+                    initiated,
+                });
+            }
+            match (
+                parsed.is_truncated,
+                parsed.next_key_marker,
+                parsed.next_upload_id_marker,
+            ) {
+                (true, Some(k), Some(u)) => markers = Some((k, u)),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(out)
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &Key,
+        expires_in: Duration,
+    ) -> Result<url::Url> {
+        self.core.presign(method, key, expires_in).await
+    }
+}

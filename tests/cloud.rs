@@ -1,0 +1,87 @@
+//! Cloud backends against the emulators (started by scripts/test.sh): configuration from
+//! URLs, errors for wrong credentials and missing buckets, and no secret in any output.
+
+use cloudstore::{ErrorKind, Store, StoreOptions};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test.sh, or eval \"$(scripts/emulators.sh env)\"")
+    })
+}
+
+const WRONG_SECRET: &str = "definitely-not-the-secret-0123456789";
+
+#[tokio::test]
+async fn s3_urls_work_and_the_path_is_a_prefix() {
+    let bucket = env("CLOUDSTORE_TEST_S3_BUCKET");
+    let store = Store::from_url(
+        &format!("s3://{bucket}/cloud-tests/url-prefix"),
+        &StoreOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(store.prefix(), "cloud-tests/url-prefix");
+    store.put("k", "v").await.unwrap();
+    let root = Store::from_url(&format!("s3://{bucket}"), &StoreOptions::new()).unwrap();
+    assert_eq!(
+        root.get_bytes("cloud-tests/url-prefix/k").await.unwrap(),
+        "v"
+    );
+    store.delete("k").await.unwrap();
+}
+
+#[tokio::test]
+async fn s3_wrong_secret_is_unauthenticated_and_never_shown() {
+    let bucket = env("CLOUDSTORE_TEST_S3_BUCKET");
+    let opts = StoreOptions::new().with("secret_access_key", WRONG_SECRET);
+    let store = Store::from_url(&format!("s3://{bucket}"), &opts).unwrap();
+    let e = store.get("anything").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    let e2 = store.put("anything", "x").await.unwrap_err();
+    assert_eq!(e2.kind(), ErrorKind::Unauthenticated, "{e2}");
+    let shown = format!("{e} {e:?} {e2} {e2:?} {store:?} {opts:?}");
+    assert!(!shown.contains(WRONG_SECRET), "{shown}");
+    assert!(!shown.contains(&env("AWS_SECRET_ACCESS_KEY")), "{shown}");
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_is_not_found() {
+    let store = Store::from_url("s3://no-such-bucket-cloudstore", &StoreOptions::new()).unwrap();
+    let e = store.get("k").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = store.list_all(None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = store.put("k", "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+}
+
+#[test]
+fn s3_bad_configuration_is_invalid_input() {
+    let e = Store::from_url(
+        "s3://bucket",
+        &StoreOptions::new().with("no_such_option", "1"),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(
+        e.message().contains("unknown option 'no_such_option'"),
+        "{e}"
+    );
+    let e = Store::from_url("s3:///only-a-path", &StoreOptions::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+#[tokio::test]
+async fn s3_unreachable_endpoint_is_a_retryable_error() {
+    let opts = StoreOptions::new()
+        .with("endpoint", "http://127.0.0.1:9")
+        .with("allow_http", "true")
+        .with("timeout", "2s")
+        .with("max_retries", "0");
+    let store = Store::from_url("s3://bucket", &opts).unwrap();
+    let e = store.head("k").await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(
+        matches!(e.kind(), ErrorKind::Other | ErrorKind::Timeout),
+        "{e}"
+    );
+}
