@@ -5,7 +5,7 @@
 //! | `memory://` or `memory:///prefix` | a new, empty [`MemoryBackend`] | available |
 //! | `file:///absolute/dir` | [`FsBackend`] rooted at the directory | available |
 //! | `s3://bucket/prefix` | Amazon S3 and S3-compatible stores ([`S3Backend`](crate::backend::S3Backend), feature `s3`) | available |
-//! | `az://container/prefix`, `abfs://…`, `https://<account>.blob.core.windows.net/…` | Azure Blob Storage | recognised, not wired yet |
+//! | `az://container/prefix`, `abfss://container@<account>.dfs.core.windows.net/prefix`, `https://<account>.blob.core.windows.net/container/prefix` | Azure Blob Storage ([`AzureBackend`](crate::backend::AzureBackend), feature `azure`) | available |
 //! | `gs://bucket/prefix` | Google Cloud Storage | recognised, not wired yet |
 //!
 //! A path after the location becomes the store's key prefix ([`Store::with_prefix`]).
@@ -14,7 +14,10 @@
 //! Options for `file://`: `fsync` (`true`/`false`, default `true`). `memory://` takes none.
 //! `s3://` reads the `AWS_*` environment and takes every `object_store` S3 configuration key
 //! as an option (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`,
-//! `virtual_hosted_style_request`, ...), which wins over the environment.
+//! `virtual_hosted_style_request`, ...), which wins over the environment. `az://` reads the
+//! `AZURE_STORAGE_*` environment and takes every `object_store` Azure key (`account_name`,
+//! `account_key`, `sas_token`, `use_emulator`, `endpoint`, ...). Both take `max_retries` and
+//! `retry_timeout` too.
 //! An unknown option is an error, so a typo cannot silently change behaviour.
 //!
 //! Credentials in a URL's user-info part are never repeated in errors or `Debug` output.
@@ -211,7 +214,9 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
             "URL '{shown}' has a query or fragment; give options as StoreOptions instead"
         )));
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    // abfs://container@account.dfs.core.windows.net/path names the container as user.
+    let abfs = matches!(url.scheme(), "abfs" | "abfss") && url.password().is_none();
+    if (!url.username().is_empty() && !abfs) || url.password().is_some() {
         return Err(config_error(format!(
             "URL '{shown}' carries credentials; pass them as options or environment instead"
         )));
@@ -250,6 +255,43 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
             let bucket = bucket_of(&url, &shown)?;
             let backend = crate::backend::S3Backend::new(&bucket, options)?;
             with_path_prefix(Store::new(backend), url.path(), &shown)
+        }
+        #[cfg(feature = "azure")]
+        "az" | "azure" => {
+            let container = bucket_of(&url, &shown)?;
+            let backend = crate::backend::AzureBackend::new(&container, options)?;
+            with_path_prefix(Store::new(backend), url.path(), &shown)
+        }
+        #[cfg(feature = "azure")]
+        "abfs" | "abfss" => {
+            let container = percent_decode(url.username()).unwrap_or_default();
+            let account = url
+                .host_str()
+                .and_then(|h| h.strip_suffix(".dfs.core.windows.net"));
+            let (Some(account), false) = (account, container.is_empty()) else {
+                return Err(config_error(format!(
+                    "URL '{shown}' is not of the form abfss://container@account.dfs.core.windows.net/path"
+                )));
+            };
+            azure_in_account(account, &container, url.path(), options, &shown)
+        }
+        #[cfg(feature = "azure")]
+        "https" | "http"
+            if url
+                .host_str()
+                .is_some_and(|h| h.ends_with(".blob.core.windows.net")) =>
+        {
+            let host = url.host_str().unwrap_or_default();
+            let account = host.trim_end_matches(".blob.core.windows.net");
+            let path = url.path().trim_start_matches('/');
+            let (container, rest) = path.split_once('/').unwrap_or((path, ""));
+            if container.is_empty() {
+                return Err(config_error(format!(
+                    "URL '{shown}' names no container: https://account.blob.core.windows.net/container/prefix"
+                )));
+            }
+            let container = percent_decode(container).unwrap_or_default();
+            azure_in_account(account, &container, rest, options, &shown)
         }
         // Schemes whose backend is not compiled in (or not written yet).
         #[allow(unreachable_patterns)]
@@ -304,6 +346,23 @@ fn not_wired(scheme: &str, shown: &str) -> Error {
              (memory:// and file:// are)"
         ),
     )
+}
+
+/// An Azure store whose account comes from the URL (unless an option names one).
+#[cfg(feature = "azure")]
+fn azure_in_account(
+    account: &str,
+    container: &str,
+    prefix_path: &str,
+    options: &StoreOptions,
+    shown: &str,
+) -> Result<Store> {
+    let mut opts = options.clone();
+    if opts.get("account_name").is_none() && opts.get("azure_storage_account_name").is_none() {
+        opts.set("account_name", account);
+    }
+    let backend = crate::backend::AzureBackend::new(container, &opts)?;
+    with_path_prefix(Store::new(backend), prefix_path, shown)
 }
 
 /// The bucket (or container) named by the URL's host.

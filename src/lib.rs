@@ -45,6 +45,8 @@ pub mod key;
 pub mod object;
 pub mod store;
 
+#[cfg(feature = "azure")]
+pub use backend::AzureBackend;
 #[cfg(feature = "s3")]
 pub use backend::S3Backend;
 pub use backend::{Backend, Capabilities, ConditionalModes, FsBackend, MemoryBackend};
@@ -54,6 +56,6 @@ pub use key::{Key, MAX_KEY_LEN};
 pub use object::{
     ByteRange, ByteStream, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Listing,
     Metadata, MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
-    PutMode, PutOptions, UploadId,
+    PresignedRequest, PutMode, PutOptions, UploadId,
 };
 pub use store::{ListStream, Store};

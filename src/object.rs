@@ -559,6 +559,19 @@ pub struct MultipartUploadInfo {
     pub initiated: Option<SystemTime>,
 }
 
+/// A request anyone can send, without credentials, until it expires: the URL and the
+/// headers that must go with it (Azure, for one, needs `x-ms-blob-type: BlockBlob` on an
+/// upload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedRequest {
+    /// The method the URL allows.
+    pub method: PresignMethod,
+    /// The signed URL. It is a credential until it expires: treat it like one.
+    pub url: url::Url,
+    /// Headers the request must carry, as name/value pairs.
+    pub headers: Vec<(String, String)>,
+}
+
 /// The HTTP method a presigned URL allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PresignMethod {

@@ -15,8 +15,8 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::{Key, validate_prefix};
 use crate::object::{
     ByteRange, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Listing,
-    MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod, PutMode,
-    PutOptions, UploadId,
+    MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
+    PresignedRequest, PutMode, PutOptions, UploadId,
 };
 
 /// A handle on a storage location: a backend plus an optional key prefix.
@@ -433,7 +433,7 @@ impl Store {
         method: PresignMethod,
         key: &str,
         expires_in: Duration,
-    ) -> Result<url::Url> {
+    ) -> Result<PresignedRequest> {
         let k = self.full_key(Op::Presign, key)?;
         let max = self.capabilities().max_presign_expiry;
         if self.capabilities().presign && expires_in > max {

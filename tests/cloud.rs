@@ -85,3 +85,100 @@ async fn s3_unreachable_endpoint_is_a_retryable_error() {
         "{e}"
     );
 }
+
+const WRONG_KEY: &str = "d3JvbmdrZXl3cm9uZ2tleXdyb25na2V5d3JvbmdrZXl3cm9uZ2tleXdyb25na2V5d3Jvbmc=";
+
+#[tokio::test]
+async fn azure_urls_work_and_the_path_is_a_prefix() {
+    let container = env("CLOUDSTORE_TEST_AZURE_CONTAINER");
+    let store = Store::from_url(
+        &format!("az://{container}/cloud-tests/url-prefix"),
+        &StoreOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(store.prefix(), "cloud-tests/url-prefix");
+    store.put("k", "v").await.unwrap();
+    let root = Store::from_url(&format!("azure://{container}"), &StoreOptions::new()).unwrap();
+    assert_eq!(
+        root.get_bytes("cloud-tests/url-prefix/k").await.unwrap(),
+        "v"
+    );
+    store.delete("k").await.unwrap();
+}
+
+#[test]
+fn azure_account_urls_name_account_container_and_prefix() {
+    for url in [
+        "https://acct.blob.core.windows.net/data/tenant-a",
+        "abfss://data@acct.dfs.core.windows.net/tenant-a",
+    ] {
+        let store =
+            Store::from_url(url, &StoreOptions::new().with("account_key", WRONG_KEY)).unwrap();
+        assert_eq!(store.prefix(), "tenant-a", "{url}");
+        assert_eq!(store.backend_name(), "azure");
+        let shown = format!("{store:?}");
+        assert!(shown.contains("acct") && shown.contains("data"), "{shown}");
+        assert!(!shown.contains(WRONG_KEY), "{shown}");
+    }
+    let e =
+        Store::from_url("https://acct.blob.core.windows.net/", &StoreOptions::new()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}
+
+#[tokio::test]
+async fn azure_wrong_key_is_unauthenticated_and_never_shown() {
+    let container = env("CLOUDSTORE_TEST_AZURE_CONTAINER");
+    let opts = StoreOptions::new().with("account_key", WRONG_KEY);
+    let store = Store::from_url(&format!("az://{container}"), &opts).unwrap();
+    let e = store.put("anything", "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
+    let e2 = store.list_all(None).await.unwrap_err();
+    assert_eq!(e2.kind(), ErrorKind::Unauthenticated, "{e2}");
+    let shown = format!("{e} {e:?} {e2} {e2:?} {store:?} {opts:?}");
+    assert!(!shown.contains(WRONG_KEY), "{shown}");
+    assert!(
+        !shown.contains(&env("AZURE_STORAGE_ACCOUNT_KEY")),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn azure_missing_container_is_not_found() {
+    let store = Store::from_url("az://no-such-container-cloudstore", &StoreOptions::new()).unwrap();
+    for e in [
+        store.get("k").await.unwrap_err(),
+        store.list_all(None).await.unwrap_err(),
+        store.put("k", "x").await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn metadata_names_travel_unchanged_between_s3_and_azure() {
+    let s3 = Store::from_url(
+        &format!("s3://{}/cloud-tests/md", env("CLOUDSTORE_TEST_S3_BUCKET")),
+        &StoreOptions::new(),
+    )
+    .unwrap();
+    let az = Store::from_url(
+        &format!(
+            "az://{}/cloud-tests/md",
+            env("CLOUDSTORE_TEST_AZURE_CONTAINER")
+        ),
+        &StoreOptions::new(),
+    )
+    .unwrap();
+    let opts = cloudstore::PutOptions::default()
+        .with_content_type("text/csv")
+        .with_metadata("run-id", "42")
+        .with_metadata("source.system", "erp")
+        .with_metadata("csx_tricky", "escape-like");
+    for store in [&s3, &az] {
+        store.put_opts("k", "a,b", &opts).await.unwrap();
+        let head = store.head("k").await.unwrap();
+        assert_eq!(head.metadata, opts.metadata, "{}", store.backend_name());
+        assert_eq!(head.content_type.as_deref(), Some("text/csv"));
+        store.delete("k").await.unwrap();
+    }
+}

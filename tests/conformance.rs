@@ -42,6 +42,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         object_and_children: true,
         max_key_segment_len: Some(100),
         backslash_in_keys: false,
+        abort_discards_parts: true,
     }
 }
 
@@ -87,5 +88,12 @@ cloudstore::conformance_tests!(s3, || async {
     let bucket = required_env("CLOUDSTORE_TEST_S3_BUCKET")?;
     let backend = cloudstore::S3Backend::new(&bucket, &cloudstore::StoreOptions::new())?;
     let caps = emulator_gaps("s3", backend.capabilities().clone());
+    Ok(Store::new(backend.with_capabilities(caps)))
+});
+
+cloudstore::conformance_tests!(azure, || async {
+    let container = required_env("CLOUDSTORE_TEST_AZURE_CONTAINER")?;
+    let backend = cloudstore::AzureBackend::new(&container, &cloudstore::StoreOptions::new())?;
+    let caps = emulator_gaps("azure", backend.capabilities().clone());
     Ok(Store::new(backend.with_capabilities(caps)))
 });

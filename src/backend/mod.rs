@@ -17,9 +17,11 @@ use crate::error::{Error, Op, Result};
 use crate::key::Key;
 use crate::object::{
     CopyMode, GetOptions, GetResult, ListPage, ListRequest, MultipartUploadInfo, ObjectMeta,
-    PartInfo, PartNumber, Payload, PresignMethod, PutMode, PutOptions, UploadId,
+    PartInfo, PartNumber, Payload, PresignMethod, PresignedRequest, PutMode, PutOptions, UploadId,
 };
 
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod checks;
 pub mod fs;
 mod listing;
@@ -29,6 +31,8 @@ mod object_store_core;
 #[cfg(feature = "s3")]
 pub mod s3;
 
+#[cfg(feature = "azure")]
+pub use azure::AzureBackend;
 pub use fs::FsBackend;
 pub use memory::MemoryBackend;
 #[cfg(feature = "s3")]
@@ -86,6 +90,9 @@ pub struct Capabilities {
     pub copy_if_absent: bool,
     /// Whether [`Backend::list_multipart_uploads`] is supported.
     pub multipart_listing: bool,
+    /// Whether [`Backend::abort_multipart`] discards the uploaded parts, so that the upload
+    /// can no longer be completed. Azure keeps uncommitted blocks until it collects them.
+    pub abort_discards_parts: bool,
     /// Whether [`Backend::presign`] is supported.
     pub presign: bool,
     /// Longest presigned URL lifetime the provider accepts.
@@ -120,6 +127,7 @@ impl Capabilities {
             multipart_modes: ConditionalModes::ALL,
             copy_if_absent: true,
             multipart_listing: true,
+            abort_discards_parts: true,
             presign: false,
             max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
             user_metadata: true,
@@ -204,13 +212,14 @@ pub trait Backend: Debug + Send + Sync + 'static {
         ))
     }
 
-    /// A URL that allows `method` on `key` without credentials until `expires_in` passes.
+    /// A request that allows `method` on `key` without credentials until `expires_in`
+    /// passes.
     async fn presign(
         &self,
         method: PresignMethod,
         key: &Key,
         expires_in: Duration,
-    ) -> Result<url::Url> {
+    ) -> Result<PresignedRequest> {
         let _ = (method, expires_in);
         Err(Error::unsupported(
             Op::Presign,

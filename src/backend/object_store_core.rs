@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
 use crate::object::{
     ByteRange, CopyMode, GetOptions, GetResult, Metadata, ObjectMeta, PartInfo, PartNumber,
-    Payload, PresignMethod, PutMode, PutOptions, UploadId,
+    Payload, PresignMethod, PresignedRequest, PutMode, PutOptions, UploadId,
 };
 
 /// Options read by this crate rather than passed to `object_store`'s builders.
@@ -55,6 +55,8 @@ pub(crate) fn retry_config(
 #[derive(Clone)]
 pub(crate) struct Core {
     pub(crate) name: &'static str,
+    /// Whether metadata names must be escaped to be valid identifiers (Azure).
+    pub(crate) escape_metadata_names: bool,
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) multipart: Arc<dyn MultipartStore>,
     pub(crate) signer: Arc<dyn Signer>,
@@ -239,30 +241,99 @@ fn to_chrono(t: SystemTime) -> chrono::DateTime<chrono::Utc> {
     t.into()
 }
 
-pub(crate) fn attributes_of(opts: &PutOptions) -> Attributes {
-    let mut a = Attributes::new();
-    if let Some(ct) = &opts.content_type {
-        a.insert(Attribute::ContentType, ct.clone().into());
+/// The escape for metadata names a provider would refuse (see [`escape_name`]).
+const ESCAPE: &str = "csx_";
+
+/// Azure metadata names must be C# identifiers; S3 and GCS take any token. Names that are
+/// identifiers (and do not start with the escape) pass unchanged; others travel as
+/// `csx_` + hex of their bytes and come back as they were, so metadata moves between
+/// clouds intact.
+pub(crate) fn escape_name(name: &str) -> String {
+    let mut chars = name.chars();
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if identifier && !name.to_ascii_lowercase().starts_with(ESCAPE) {
+        return name.to_string();
     }
-    for (k, v) in &opts.metadata {
-        a.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
+    let mut out = String::from(ESCAPE);
+    for b in name.bytes() {
+        out.push_str(&format!("{b:02x}"));
     }
-    a
+    out
 }
 
-fn split_attributes(attrs: &Attributes) -> (Option<String>, Metadata) {
-    let mut ct = None;
-    let mut md = Metadata::new();
-    for (k, v) in attrs {
-        match k {
-            Attribute::ContentType => ct = Some(v.as_ref().to_string()),
-            Attribute::Metadata(name) => {
-                md.insert(name.to_string(), v.as_ref().to_string());
-            }
-            _ => {}
+/// The inverse of [`escape_name`].
+pub(crate) fn unescape_name(name: &str) -> String {
+    let Some(hex) = name
+        .get(..ESCAPE.len())
+        .filter(|p| p.eq_ignore_ascii_case(ESCAPE))
+        .map(|_| &name[ESCAPE.len()..])
+    else {
+        return name.to_string();
+    };
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    bytes
+        .filter(|_| hex.len() % 2 == 0)
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| name.to_string())
+}
+
+impl Core {
+    pub(crate) fn attributes_of(&self, opts: &PutOptions) -> Attributes {
+        let mut a = Attributes::new();
+        if let Some(ct) = &opts.content_type {
+            a.insert(Attribute::ContentType, ct.clone().into());
         }
+        for (k, v) in &opts.metadata {
+            let name = if self.escape_metadata_names {
+                escape_name(k)
+            } else {
+                k.clone()
+            };
+            a.insert(Attribute::Metadata(name.into()), v.clone().into());
+        }
+        a
     }
-    (ct, md)
+
+    fn split_attributes(&self, attrs: &Attributes) -> (Option<String>, Metadata) {
+        let mut ct = None;
+        let mut md = Metadata::new();
+        for (k, v) in attrs {
+            match k {
+                Attribute::ContentType => ct = Some(v.as_ref().to_string()),
+                Attribute::Metadata(name) => {
+                    let name = if self.escape_metadata_names {
+                        unescape_name(name)
+                    } else {
+                        name.to_string()
+                    };
+                    md.insert(name, v.as_ref().to_string());
+                }
+                _ => {}
+            }
+        }
+        (ct, md)
+    }
+}
+
+/// ETags in one form everywhere: quoted, as HTTP sends them (Azure listings leave the
+/// quotes off while its HEAD answers keep them).
+pub(crate) fn quoted_etag(etag: Option<String>) -> Option<String> {
+    etag.map(|e| {
+        if e.starts_with('"') || e.starts_with("W/") {
+            e
+        } else {
+            format!("\"{e}\"")
+        }
+    })
 }
 
 /// Our metadata from theirs; the key must be one of ours.
@@ -282,7 +353,7 @@ pub(crate) fn meta_of(name: &str, op: Op, m: object_store::ObjectMeta) -> Result
     Ok(ObjectMeta {
         key,
         size: m.size,
-        etag: m.e_tag,
+        etag: quoted_etag(m.e_tag),
         last_modified: to_system_time(m.last_modified),
         version: m.version,
         content_type: None,
@@ -322,7 +393,7 @@ impl Core {
         };
         let put = object_store::PutOptions {
             mode,
-            attributes: attributes_of(opts),
+            attributes: self.attributes_of(opts),
             ..Default::default()
         };
         let size = data.len();
@@ -347,7 +418,7 @@ impl Core {
         Ok(ObjectMeta {
             key: key.clone(),
             size,
-            etag: res.e_tag,
+            etag: quoted_etag(res.e_tag),
             last_modified: SystemTime::now(),
             version: res.version,
             content_type: opts.content_type.clone(),
@@ -366,12 +437,27 @@ impl Core {
             range: opts.range.as_ref().map(get_range),
             ..Default::default()
         };
-        let res = self
-            .store
-            .get_opts(&p, o)
-            .await
-            .map_err(self.err(op, key.as_str()))?;
-        let (ct, md) = split_attributes(&res.attributes);
+        let res = match self.store.get_opts(&p, o).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mapped = map_error(self.name, op, key.as_str(), e);
+                // object_store checks the served range itself and reports a range the
+                // object cannot satisfy as a generic error; it is the caller's input.
+                if opts.range.is_some()
+                    && mapped.kind() == ErrorKind::Other
+                    && mapped.message().to_ascii_lowercase().contains("range")
+                {
+                    return Err(Error::invalid_input(
+                        op,
+                        self.name,
+                        format!("range not satisfiable ({})", mapped.message()),
+                    )
+                    .with_key(key.as_str()));
+                }
+                return Err(mapped);
+            }
+        };
+        let (ct, md) = self.split_attributes(&res.attributes);
         let range = res.range.clone();
         let mut meta = meta_of(self.name, op, res.meta.clone())?;
         meta.content_type = ct;
@@ -396,7 +482,7 @@ impl Core {
             .get_opts(&p, o)
             .await
             .map_err(self.err(op, key.as_str()))?;
-        let (ct, md) = split_attributes(&res.attributes);
+        let (ct, md) = self.split_attributes(&res.attributes);
         let mut meta = meta_of(self.name, op, res.meta)?;
         meta.content_type = ct;
         meta.metadata = md;
@@ -441,7 +527,7 @@ impl Core {
         let op = Op::CreateMultipart;
         let p = path(op, self.name, key.as_str())?;
         let o = object_store::PutMultipartOptions {
-            attributes: attributes_of(opts),
+            attributes: self.attributes_of(opts),
             ..Default::default()
         };
         let id = self
@@ -541,17 +627,23 @@ impl Core {
         method: PresignMethod,
         key: &Key,
         expires_in: Duration,
-    ) -> Result<url::Url> {
+    ) -> Result<PresignedRequest> {
         let op = Op::Presign;
         let p = path(op, self.name, key.as_str())?;
         let m = match method {
             PresignMethod::Get => http::Method::GET,
             PresignMethod::Put => http::Method::PUT,
         };
-        self.signer
+        let url = self
+            .signer
             .signed_url(m, &p, expires_in)
             .await
-            .map_err(self.err(op, key.as_str()))
+            .map_err(self.err(op, key.as_str()))?;
+        Ok(PresignedRequest {
+            method,
+            url,
+            headers: Vec::new(),
+        })
     }
 }
 

@@ -116,6 +116,7 @@ impl S3Backend {
         Ok(S3Backend {
             core: Core {
                 name: NAME,
+                escape_metadata_names: false,
                 store: s3.clone(),
                 multipart: s3.clone(),
                 signer: s3.clone(),
@@ -438,7 +439,7 @@ impl Backend for S3Backend {
         method: PresignMethod,
         key: &Key,
         expires_in: Duration,
-    ) -> Result<url::Url> {
+    ) -> Result<crate::object::PresignedRequest> {
         self.core.presign(method, key, expires_in).await
     }
 }
