@@ -47,6 +47,8 @@ pub mod store;
 
 #[cfg(feature = "azure")]
 pub use backend::AzureBackend;
+#[cfg(feature = "gcs")]
+pub use backend::GcsBackend;
 #[cfg(feature = "s3")]
 pub use backend::S3Backend;
 pub use backend::{Backend, Capabilities, ConditionalModes, FsBackend, MemoryBackend};

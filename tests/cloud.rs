@@ -182,3 +182,79 @@ async fn metadata_names_travel_unchanged_between_s3_and_azure() {
         store.delete("k").await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn gcs_urls_work_and_the_path_is_a_prefix() {
+    let bucket = env("CLOUDSTORE_TEST_GCS_BUCKET");
+    let store = Store::from_url(
+        &format!("gs://{bucket}/cloud-tests/url-prefix"),
+        &StoreOptions::new(),
+    )
+    .unwrap();
+    assert_eq!(store.prefix(), "cloud-tests/url-prefix");
+    store.put("k", "v").await.unwrap();
+    let root = Store::from_url(&format!("gs://{bucket}"), &StoreOptions::new()).unwrap();
+    assert_eq!(
+        root.get_bytes("cloud-tests/url-prefix/k").await.unwrap(),
+        "v"
+    );
+    store.delete("k").await.unwrap();
+}
+
+#[tokio::test]
+async fn gcs_missing_bucket_is_not_found_and_staging_is_hidden() {
+    let store = Store::from_url("gs://no-such-bucket-cloudstore", &StoreOptions::new()).unwrap();
+    assert_eq!(
+        store.get("k").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.list_all(None).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // Multipart staging lives under the reserved .cloudstore/ and never shows in listings.
+    let bucket = env("CLOUDSTORE_TEST_GCS_BUCKET");
+    let root = Store::from_url(&format!("gs://{bucket}"), &StoreOptions::new()).unwrap();
+    let id = root
+        .create_multipart("cloud-tests/staged", &Default::default())
+        .await
+        .unwrap();
+    root.put_part("cloud-tests/staged", &id, 1, "part")
+        .await
+        .unwrap();
+    let listing = root.list_with_delimiter(None).await.unwrap();
+    assert!(
+        !listing
+            .common_prefixes
+            .iter()
+            .any(|p| p.starts_with(".cloudstore")),
+        "{listing:?}"
+    );
+    assert!(
+        root.list_all(Some(".cloudstore/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e = root.put(".cloudstore/uploads/x", "x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    root.abort_multipart("cloud-tests/staged", &id)
+        .await
+        .unwrap();
+    assert!(
+        root.list_multipart_uploads(Some("cloud-tests/"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn gcs_bad_configuration_is_invalid_input() {
+    let e =
+        Store::from_url("gs://b", &StoreOptions::new().with("endpoint", "not a url")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let e = Store::from_url("gs://b", &StoreOptions::new().with("region", "x")).unwrap_err();
+    assert!(e.message().contains("unknown option 'region'"), "{e}");
+}

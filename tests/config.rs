@@ -72,10 +72,12 @@ fn malformed_and_unknown_urls_are_invalid_input() {
 }
 
 #[test]
-fn cloud_schemes_are_recognised_but_not_wired_yet() {
-    let e = err("gs://bucket/prefix");
-    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
-    assert!(e.message().contains("not available"), "{e}");
+fn every_cloud_scheme_needs_a_bucket() {
+    for url in ["s3:///x", "az:///x", "gs:///x"] {
+        let e = err(url);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+        assert!(e.message().contains("names no bucket"), "{url}: {e}");
+    }
 }
 
 #[test]

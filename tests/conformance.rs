@@ -81,6 +81,14 @@ fn emulator_gaps(backend: &str, mut caps: cloudstore::Capabilities) -> cloudstor
         caps.backslash_in_keys = false;
         caps.max_key_segment_len = Some(255);
     }
+    if backend == "gcs" {
+        // fake-gcs-server ignores ifGenerationMatch on copy (it copies over an existing
+        // object); real GCS honours it.
+        caps.copy_if_absent = false;
+        // It ignores ifGenerationMatch on compose, so a conditional completion would
+        // silently become unconditional: declared absent. Real GCS honours it.
+        caps.multipart_modes = cloudstore::ConditionalModes::NONE;
+    }
     caps
 }
 
@@ -95,5 +103,12 @@ cloudstore::conformance_tests!(azure, || async {
     let container = required_env("CLOUDSTORE_TEST_AZURE_CONTAINER")?;
     let backend = cloudstore::AzureBackend::new(&container, &cloudstore::StoreOptions::new())?;
     let caps = emulator_gaps("azure", backend.capabilities().clone());
+    Ok(Store::new(backend.with_capabilities(caps)))
+});
+
+cloudstore::conformance_tests!(gcs, || async {
+    let bucket = required_env("CLOUDSTORE_TEST_GCS_BUCKET")?;
+    let backend = cloudstore::GcsBackend::new(&bucket, &cloudstore::StoreOptions::new())?;
+    let caps = emulator_gaps("gcs", backend.capabilities().clone());
     Ok(Store::new(backend.with_capabilities(caps)))
 });

@@ -24,6 +24,10 @@ use crate::object::{
 pub mod azure;
 pub mod checks;
 pub mod fs;
+#[cfg(feature = "gcs")]
+pub mod gcs;
+#[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
+mod http_status;
 mod listing;
 pub mod memory;
 #[cfg(any(feature = "s3", feature = "azure"))]
@@ -34,6 +38,8 @@ pub mod s3;
 #[cfg(feature = "azure")]
 pub use azure::AzureBackend;
 pub use fs::FsBackend;
+#[cfg(feature = "gcs")]
+pub use gcs::GcsBackend;
 pub use memory::MemoryBackend;
 #[cfg(feature = "s3")]
 pub use s3::S3Backend;
