@@ -127,6 +127,9 @@ impl fmt::Debug for StoreOptions {
         for (k, v) in &self.entries {
             if is_secret_option(k) {
                 m.entry(k, &"<redacted>");
+            } else if v.contains("://") {
+                // Endpoints and proxies can carry user-info or a SAS query.
+                m.entry(k, &redact_url(v));
             } else {
                 m.entry(k, v);
             }

@@ -561,8 +561,8 @@ pub struct MultipartUploadInfo {
 
 /// A request anyone can send, without credentials, until it expires: the URL and the
 /// headers that must go with it (Azure, for one, needs `x-ms-blob-type: BlockBlob` on an
-/// upload).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// upload). Its `Debug` leaves out the URL's query, where the signature is.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PresignedRequest {
     /// The method the URL allows.
     pub method: PresignMethod,
@@ -570,6 +570,16 @@ pub struct PresignedRequest {
     pub url: url::Url,
     /// Headers the request must carry, as name/value pairs.
     pub headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for PresignedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PresignedRequest")
+            .field("method", &self.method)
+            .field("url", &crate::config::redact_url(self.url.as_str()))
+            .field("headers", &self.headers)
+            .finish()
+    }
 }
 
 /// The HTTP method a presigned URL allows.

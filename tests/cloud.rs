@@ -38,7 +38,10 @@ async fn s3_wrong_secret_is_unauthenticated_and_never_shown() {
     assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
     let e2 = store.put("anything", "x").await.unwrap_err();
     assert_eq!(e2.kind(), ErrorKind::Unauthenticated, "{e2}");
-    let shown = format!("{e} {e:?} {e2} {e2:?} {store:?} {opts:?}");
+    // A HEAD answer has no body to say why; the kind must still be the same.
+    let e3 = store.head("anything").await.unwrap_err();
+    assert_eq!(e3.kind(), ErrorKind::Unauthenticated, "{e3}");
+    let shown = format!("{e} {e:?} {e2} {e2:?} {e3:?} {store:?} {opts:?}");
     assert!(!shown.contains(WRONG_SECRET), "{shown}");
     assert!(!shown.contains(&env("AWS_SECRET_ACCESS_KEY")), "{shown}");
 }
@@ -134,7 +137,9 @@ async fn azure_wrong_key_is_unauthenticated_and_never_shown() {
     assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
     let e2 = store.list_all(None).await.unwrap_err();
     assert_eq!(e2.kind(), ErrorKind::Unauthenticated, "{e2}");
-    let shown = format!("{e} {e:?} {e2} {e2:?} {store:?} {opts:?}");
+    let e3 = store.head("anything").await.unwrap_err();
+    assert_eq!(e3.kind(), ErrorKind::Unauthenticated, "{e3}");
+    let shown = format!("{e} {e:?} {e2} {e2:?} {e3:?} {store:?} {opts:?}");
     assert!(!shown.contains(WRONG_KEY), "{shown}");
     assert!(
         !shown.contains(&env("AZURE_STORAGE_ACCOUNT_KEY")),

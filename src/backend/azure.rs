@@ -56,6 +56,9 @@ pub struct AzureBackend {
     azure: Arc<MicrosoftAzure>,
     http: reqwest::Client,
     caps: Capabilities,
+    /// Whether an account key can sign SAS-authorised requests; decides the completion
+    /// path, whatever the declared capabilities say.
+    signing: bool,
     account: String,
     container: String,
     endpoint: Option<String>,
@@ -67,7 +70,10 @@ impl fmt::Debug for AzureBackend {
         f.debug_struct("AzureBackend")
             .field("account", &self.account)
             .field("container", &self.container)
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::config::redact_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +180,9 @@ impl AzureBackend {
             .get_config_value(&AzureConfigKey::AccountName)
             .unwrap_or_default();
         let endpoint = builder.get_config_value(&AzureConfigKey::Endpoint);
+        let timeout = builder.get_config_value(&AzureConfigKey::Client(
+            object_store::ClientConfigKey::Timeout,
+        ));
         let emulator = builder
             .get_config_value(&AzureConfigKey::UseEmulator)
             .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
@@ -196,8 +205,9 @@ impl AzureBackend {
                 signer: azure.clone(),
             },
             azure,
-            http: reqwest::Client::new(),
+            http: super::object_store_core::http_client(timeout),
             caps: azure_capabilities(signing),
+            signing,
             account,
             container,
             endpoint,
@@ -275,7 +285,11 @@ impl AzureBackend {
                 )
                 .with_key(key.as_str()))
             }
-            Err(e) if matches!(mode, PutMode::IfMatch(_)) && e.kind() == ErrorKind::NotFound => {
+            Err(e)
+                if matches!(mode, PutMode::IfMatch(_))
+                    && e.kind() == ErrorKind::NotFound
+                    && e.message().contains("BlobNotFound") =>
+            {
                 Err(Error::new(
                     ErrorKind::PreconditionFailed,
                     op,
@@ -443,7 +457,7 @@ impl Backend for AzureBackend {
         super::checks::check_key(NAME, op, key, &self.caps)?;
         super::checks::check_attributes(NAME, op, key, &self.caps, opts)?;
         let has_attributes = opts.content_type.is_some() || !opts.metadata.is_empty();
-        if has_attributes && !self.caps.presign {
+        if has_attributes && !self.signing {
             return Err(Error::unsupported(
                 op,
                 NAME,
@@ -491,10 +505,18 @@ impl Backend for AzureBackend {
             )
             .with_key(key.as_str()));
         }
-        if self.caps.presign {
+        if self.signing {
             self.commit_blocks(key, attrs, parts, mode).await
-        } else {
+        } else if *mode == PutMode::Overwrite && attrs.ct.is_none() && attrs.md.is_empty() {
             self.core.complete_contiguous(key, upload, parts).await
+        } else {
+            // Without a SAS the condition and attributes cannot be sent: never drop them.
+            Err(Error::unsupported(
+                op,
+                NAME,
+                "a conditional completion or one with attributes needs an account key",
+            )
+            .with_key(key.as_str()))
         }
     }
 

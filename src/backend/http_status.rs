@@ -3,43 +3,58 @@
 
 use crate::error::ErrorKind;
 
-/// Maps a status (and the provider's error code in the body) onto a kind.
+/// Provider codes that mean the credentials are wrong, missing or expired, whatever the
+/// status they come with (S3 sends some with 400, some with 403).
+const AUTH_CODES: &[&str] = &[
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AuthorizationHeaderMalformed",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "InvalidAuthenticationInfo",
+];
+
+/// Maps a status (and the provider's error code in the body) onto a kind, and whether a
+/// retry can help. A code in the body wins over the status where it says more.
 pub(crate) fn kind_for_status(status: u16, body: &str) -> (ErrorKind, bool) {
-    const AUTH_CODES: &[&str] = &[
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "ExpiredToken",
-        "InvalidToken",
-        "AuthenticationFailed",
-        "AuthorizationFailure",
-        "InvalidAuthenticationInfo",
-    ];
+    let has = |code: &str| body.contains(code);
+    if AUTH_CODES.iter().any(|c| has(c)) {
+        return (ErrorKind::Unauthenticated, false);
+    }
+    if has("SlowDown") || has("ServerBusy") || has("TooManyRequests") {
+        return (ErrorKind::RateLimited, true);
+    }
+    if has("RequestTimeout") || has("OperationTimedOut") {
+        return (ErrorKind::Timeout, true);
+    }
     match status {
         304 => (ErrorKind::NotModified, false),
-        400 | 411 | 413 | 414 | 416 => {
-            if body.contains("RequestTimeout") {
-                (ErrorKind::Timeout, true)
-            } else {
-                (ErrorKind::InvalidInput, false)
-            }
-        }
+        400 | 411 | 413 | 414 | 416 => (ErrorKind::InvalidInput, false),
         401 => (ErrorKind::Unauthenticated, false),
-        403 if AUTH_CODES.iter().any(|c| body.contains(c)) => (ErrorKind::Unauthenticated, false),
         403 => (ErrorKind::PermissionDenied, false),
         404 => (ErrorKind::NotFound, false),
         408 => (ErrorKind::Timeout, true),
-        409 if body.contains("ConditionalRequestConflict") => {
-            (ErrorKind::PreconditionFailed, false)
-        }
-        409 => (ErrorKind::AlreadyExists, false),
+        // A concurrent conditional write won: the condition no longer holds.
+        409 if has("ConditionalRequestConflict") => (ErrorKind::PreconditionFailed, false),
+        // Only "already exists" conflicts mean that; others (leases, containers being
+        // deleted, archived blobs) are not about existence. No body (a HEAD): assume it.
+        409 if body.is_empty() || has("AlreadyExists") => (ErrorKind::AlreadyExists, false),
+        409 => (ErrorKind::Other, false),
         412 => (ErrorKind::PreconditionFailed, false),
         429 => (ErrorKind::RateLimited, true),
-        503 if body.contains("SlowDown") || body.contains("ServerBusy") => {
-            (ErrorKind::RateLimited, true)
-        }
         500..=599 => (ErrorKind::Other, true),
+        // A 200 whose body is an error (S3 on CompleteMultipartUpload and copies).
+        200..=299 if has("InternalError") => (ErrorKind::Other, true),
         _ => (ErrorKind::Other, false),
     }
+}
+
+/// Whether a 404 body says the bucket or container is missing (not the object).
+pub(crate) fn missing_container(body: &str) -> bool {
+    body.contains("NoSuchBucket") || body.contains("ContainerNotFound")
 }
 
 /// ` (Code)` from an XML or JSON error body, if there is one.

@@ -13,7 +13,7 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt};
 
-use super::http_status::{kind_for_status, provider_code, scrub};
+use super::http_status::{kind_for_status, missing_container, provider_code, scrub};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
 use crate::object::{
@@ -52,6 +52,20 @@ pub(crate) fn retry_config(
     Ok(Some(cfg))
 }
 
+/// The client for the few requests built by hand: the configured `timeout` (default 60 s)
+/// bounds each, so none can hang.
+pub(crate) fn http_client(timeout: Option<String>) -> reqwest::Client {
+    let timeout = timeout
+        .as_deref()
+        .and_then(crate::config::parse_duration)
+        .unwrap_or(Duration::from_secs(60));
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .unwrap_or_default()
+}
+
 /// What both cloud adapters hold.
 #[derive(Clone)]
 pub(crate) struct Core {
@@ -74,9 +88,14 @@ pub(crate) fn path(op: Op, name: &str, key: &str) -> Result<Path> {
 /// form "Server returned non-2xx status code: 404 Not Found: <body>".
 fn http_failure(e: &(dyn StdError + 'static)) -> Option<(u16, String)> {
     const STATUS: &str = "Server returned non-2xx status code: ";
+    const ERROR_BODY: &str = "Server returned error response: ";
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
         let text = err.to_string();
+        // A 200 whose body is an error, after object_store's own retries.
+        if let Some(body) = text.strip_prefix(ERROR_BODY) {
+            return Some((200, body.to_string()));
+        }
         if let Some(rest) = text.strip_prefix(STATUS) {
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
             if let Ok(status) = digits.parse() {
@@ -113,7 +132,9 @@ pub(crate) fn map_error(name: &str, op: Op, key: &str, e: object_store::Error) -
     });
     let (kind, retryable) = match (&e, &failure) {
         // object_store's own grouping knows the request's mode (a 412 on a create is
-        // AlreadyExists), so it wins where it has one; a status refines the rest.
+        // AlreadyExists), so it wins where it has one; a status refines the rest. A 409 is
+        // decided by the provider's code: not every conflict is "already exists".
+        (E::AlreadyExists { .. }, Some((409, body))) => kind_for_status(409, body),
         (E::NotFound { .. }, _) => (ErrorKind::NotFound, false),
         (E::AlreadyExists { .. }, _) => (ErrorKind::AlreadyExists, false),
         (E::Precondition { .. }, _) => (ErrorKind::PreconditionFailed, false),
@@ -131,14 +152,24 @@ pub(crate) fn map_error(name: &str, op: Op, key: &str, e: object_store::Error) -
     };
     // Only the status and the provider's code: object_store's own messages carry request
     // URIs, which for SAS-authenticated stores would carry the signature.
-    let message = match &failure {
-        Some((status, body)) => format!("HTTP {status}{}", provider_code(body)),
-        None => scrub(&e.to_string()),
+    // Service bodies can echo what was signed (AWS SignatureDoesNotMatch carries the
+    // canonical request, session token included; Azure echoes the MAC), so neither the
+    // message nor the kept source repeats a body: status and code only.
+    let (message, source) = match &failure {
+        Some((status, body)) => {
+            let m = format!("HTTP {status}{}", provider_code(body));
+            (m.clone(), m)
+        }
+        None => {
+            let chain = error_chain(&e);
+            let cut = chain.split("Server returned").next().unwrap_or_default();
+            (scrub(&e.to_string()), scrub(cut))
+        }
     };
     Error::new(kind, op, name, message)
         .with_key(key)
         .with_retryable(retryable)
-        .with_source(Scrubbed(scrub(&error_chain(&e))))
+        .with_source(Scrubbed(source))
 }
 
 /// An error's message and its sources', joined.
@@ -334,7 +365,9 @@ impl Core {
         let res = match (res, &opts.mode) {
             // If-Match against a missing object: the condition failed, whatever the service
             // calls it (S3 answers 404).
-            (Err(object_store::Error::NotFound { .. }), PutMode::IfMatch(_)) => {
+            (Err(e @ object_store::Error::NotFound { .. }), PutMode::IfMatch(_))
+                if !http_failure(&e).is_some_and(|(_, body)| missing_container(&body)) =>
+            {
                 return Err(Error::new(
                     ErrorKind::PreconditionFailed,
                     op,
@@ -409,11 +442,27 @@ impl Core {
             head: true,
             ..Default::default()
         };
-        let res = self
-            .store
-            .get_opts(&p, o)
-            .await
-            .map_err(self.err(op, key.as_str()))?;
+        let res = match self.store.get_opts(&p, o).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mapped = map_error(self.name, op, key.as_str(), e);
+                // A HEAD answer has no body, so a 403 cannot say whether the credentials
+                // are wrong or only not allowed: a one-byte GET tells.
+                if mapped.kind() == ErrorKind::PermissionDenied {
+                    let probe = object_store::GetOptions {
+                        range: Some(object_store::GetRange::Bounded(0..1)),
+                        ..Default::default()
+                    };
+                    if let Err(e2) = self.store.get_opts(&p, probe).await {
+                        let m2 = map_error(self.name, op, key.as_str(), e2);
+                        if m2.kind() == ErrorKind::Unauthenticated {
+                            return Err(m2);
+                        }
+                    }
+                }
+                return Err(mapped);
+            }
+        };
         let (ct, md) = self.split_attributes(&res.attributes);
         let mut meta = meta_of(self.name, op, res.meta)?;
         meta.content_type = ct;
@@ -634,4 +683,101 @@ pub(crate) async fn send_signed(
         .with_retryable(retryable));
     }
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fake(&'static str);
+    impl std::fmt::Display for Fake {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl StdError for Fake {}
+
+    fn generic(text: &'static str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(Fake(text)),
+        }
+    }
+
+    #[test]
+    fn service_bodies_never_reach_messages_or_sources() {
+        // A real AWS SignatureDoesNotMatch body echoes the canonical request.
+        let e = generic(
+            "Server returned non-2xx status code: 403 Forbidden: <Error><Code>SignatureDoesNotMatch</Code>\
+             <AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId><CanonicalRequest>x-amz-security-token:SESSIONSECRET\
+             </CanonicalRequest></Error>",
+        );
+        let mapped = map_error("s3", Op::Get, "k", e);
+        assert_eq!(mapped.kind(), ErrorKind::Unauthenticated);
+        let shown = format!("{mapped} {mapped:?} {}", error_chain(&mapped));
+        assert!(
+            !shown.contains("SESSIONSECRET") && !shown.contains("AKIAEXAMPLE"),
+            "{shown}"
+        );
+        assert!(shown.contains("SignatureDoesNotMatch"), "{shown}");
+    }
+
+    #[test]
+    fn error_bodies_in_200_answers_and_conflicts_are_classified() {
+        let slow = generic("Server returned error response: <Error><Code>SlowDown</Code></Error>");
+        let m = map_error("s3", Op::Put, "k", slow);
+        assert_eq!(m.kind(), ErrorKind::RateLimited);
+        assert!(m.is_retryable());
+        let lease = object_store::Error::AlreadyExists {
+            path: "k".into(),
+            source: Box::new(Fake(
+                "Server returned non-2xx status code: 409 Conflict: <Error><Code>LeaseIdMissing</Code></Error>",
+            )),
+        };
+        assert_eq!(
+            map_error("azure", Op::Put, "k", lease).kind(),
+            ErrorKind::Other
+        );
+        let exists = object_store::Error::AlreadyExists {
+            path: "k".into(),
+            source: Box::new(Fake(
+                "Server returned non-2xx status code: 409 Conflict: <Error><Code>BlobAlreadyExists</Code></Error>",
+            )),
+        };
+        assert_eq!(
+            map_error("azure", Op::Put, "k", exists).kind(),
+            ErrorKind::AlreadyExists
+        );
+        let expired = generic(
+            "Server returned non-2xx status code: 400 Bad Request: <Error><Code>ExpiredToken</Code></Error>",
+        );
+        assert_eq!(
+            map_error("s3", Op::Get, "k", expired).kind(),
+            ErrorKind::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn metadata_names_escape_and_come_back() {
+        for name in [
+            "owner",
+            "run-id",
+            "source.system",
+            "csx_tricky",
+            "Mixed_Case1",
+            "ünï",
+            "9lives",
+        ] {
+            let escaped = escape_name(name);
+            assert!(
+                escaped
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{escaped}"
+            );
+            assert_eq!(unescape_name(&escaped), name);
+        }
+        assert_eq!(escape_name("owner"), "owner");
+    }
 }

@@ -55,7 +55,10 @@ impl fmt::Debug for S3Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Backend")
             .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::config::redact_url),
+            )
             .field("region", &self.region)
             .finish_non_exhaustive()
     }
@@ -90,6 +93,13 @@ impl S3Backend {
                 .parse()
                 .map_err(|_| config_error(format!("unknown option '{name}' for s3://")))?;
             copy_mode_given |= matches!(key, AmazonS3ConfigKey::CopyIfNotExists);
+            if matches!(key, AmazonS3ConfigKey::Checksum) {
+                // object_store then returns part tags that are not ETags, which the
+                // conditional completion cannot send; checksums are cloudstore's job.
+                return Err(config_error(format!(
+                    "option '{name}' is not supported: cloudstore computes and verifies checksums itself"
+                )));
+            }
             builder = builder.with_config(key, options.get(name).unwrap_or_default());
         }
         if !copy_mode_given {
@@ -108,6 +118,9 @@ impl S3Backend {
             .unwrap_or_default();
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
         let region = builder.get_config_value(&AmazonS3ConfigKey::Region);
+        let timeout = builder.get_config_value(&AmazonS3ConfigKey::Client(
+            object_store::ClientConfigKey::Timeout,
+        ));
         let s3 = Arc::new(
             builder
                 .build()
@@ -122,7 +135,7 @@ impl S3Backend {
                 signer: s3.clone(),
             },
             s3,
-            http: reqwest::Client::new(),
+            http: super::object_store_core::http_client(timeout),
             caps: s3_capabilities(),
             bucket,
             endpoint,
@@ -198,7 +211,7 @@ impl S3Backend {
             Err(e)
                 if matches!(mode, PutMode::IfMatch(_))
                     && e.kind() == ErrorKind::NotFound
-                    && !e.message().contains("NoSuchUpload") =>
+                    && e.message().contains("NoSuchKey") =>
             {
                 return Err(Error::new(
                     ErrorKind::PreconditionFailed,
@@ -213,19 +226,18 @@ impl S3Backend {
         // S3 may answer 200 and put the failure in the body.
         let text = String::from_utf8_lossy(&body);
         if text.contains("<Error>") {
-            let code = text
-                .split_once("<Code>")
-                .and_then(|(_, r)| r.split_once("</Code>"))
-                .map(|(c, _)| c.to_string())
-                .unwrap_or_default();
+            let (kind, retryable) = super::http_status::kind_for_status(200, &text);
             return Err(Error::new(
-                ErrorKind::Other,
+                kind,
                 op,
                 NAME,
-                format!("completion failed: {code}"),
+                format!(
+                    "completion failed{}",
+                    super::http_status::provider_code(&text)
+                ),
             )
             .with_key(key.as_str())
-            .with_retryable(true));
+            .with_retryable(retryable || kind == ErrorKind::Other));
         }
         self.core.head(key).await
     }
