@@ -103,7 +103,7 @@ impl PutOptions {
 }
 
 /// How a copy treats an object that may already exist at the destination.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum CopyMode {
     /// Replace the destination.
     #[default]
@@ -111,6 +111,20 @@ pub enum CopyMode {
     /// Copy only if the destination does not exist; otherwise
     /// [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists).
     Create,
+    /// Copy only if the destination's current ETag is this one; otherwise (also when there
+    /// is no destination) [`ErrorKind::PreconditionFailed`](crate::ErrorKind::PreconditionFailed).
+    IfMatch(String),
+}
+
+impl CopyMode {
+    /// The same condition, as a write mode.
+    pub fn as_put_mode(&self) -> PutMode {
+        match self {
+            CopyMode::Overwrite => PutMode::Overwrite,
+            CopyMode::Create => PutMode::Create,
+            CopyMode::IfMatch(e) => PutMode::IfMatch(e.clone()),
+        }
+    }
 }
 
 /// A byte range of an object to read.

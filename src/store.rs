@@ -348,17 +348,23 @@ impl Store {
         self.copy_mode(from, to, CopyMode::Create).await
     }
 
-    async fn copy_mode(&self, from: &str, to: &str, mode: CopyMode) -> Result<ObjectMeta> {
+    /// Copies `from` to `to` only if `to`'s current ETag is `etag`
+    /// ([`ErrorKind::PreconditionFailed`] otherwise, also when `to` does not exist).
+    pub async fn copy_if_match(&self, from: &str, to: &str, etag: &str) -> Result<ObjectMeta> {
+        self.copy_mode(from, to, CopyMode::IfMatch(etag.to_string()))
+            .await
+    }
+
+    /// Copies `from` to `to` under any [`CopyMode`].
+    pub async fn copy_mode(&self, from: &str, to: &str, mode: CopyMode) -> Result<ObjectMeta> {
         let f = self.full_key(Op::Copy, from)?;
         let t = self.full_key(Op::Copy, to)?;
-        if mode == CopyMode::Create && !self.capabilities().copy_if_absent {
-            return Err(Error::unsupported(
-                Op::Copy,
-                self.backend.name(),
-                "copy-if-absent is not supported by this backend",
-            )
-            .with_key(to));
-        }
+        crate::backend::checks::check_copy_mode(
+            self.backend.name(),
+            &t,
+            self.capabilities(),
+            &mode,
+        )?;
         Ok(self.relative_meta(self.backend.copy(&f, &t, mode).await?))
     }
 

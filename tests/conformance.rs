@@ -33,6 +33,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         put_modes: cloudstore::ConditionalModes::NONE,
         multipart_modes: cloudstore::ConditionalModes::NONE,
         copy_if_absent: false,
+        copy_if_match: false,
         multipart_listing: false,
         presign: false,
         max_presign_expiry: std::time::Duration::from_secs(3600),
@@ -85,6 +86,7 @@ fn emulator_gaps(backend: &str, mut caps: cloudstore::Capabilities) -> cloudstor
         // fake-gcs-server ignores ifGenerationMatch on copy (it copies over an existing
         // object); real GCS honours it.
         caps.copy_if_absent = false;
+        caps.copy_if_match = false;
         // It ignores ifGenerationMatch on compose, so a conditional completion would
         // silently become unconditional: declared absent. Real GCS honours it.
         caps.multipart_modes = cloudstore::ConditionalModes::NONE;

@@ -101,6 +101,8 @@ pub fn azure_capabilities(signing: bool) -> Capabilities {
         max_list_page: 1000,
         // Azure turns '\\' in blob names into '/'.
         backslash_in_keys: false,
+        // object_store's copy cannot carry If-Match for the destination.
+        copy_if_match: false,
         ..Capabilities::s3_like()
     }
 }
@@ -443,12 +445,7 @@ impl Backend for AzureBackend {
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
         super::checks::check_key(NAME, Op::Copy, to, &self.caps)?;
-        if mode == CopyMode::Create && !self.caps.copy_if_absent {
-            return Err(
-                Error::unsupported(Op::Copy, NAME, "copy-if-absent is turned off")
-                    .with_key(to.as_str()),
-            );
-        }
+        super::checks::check_copy_mode(NAME, to, &self.caps, &mode)?;
         self.core.copy(from, to, mode).await
     }
 

@@ -236,3 +236,26 @@ pub fn check_key(backend: &str, op: Op, key: &Key, caps: &Capabilities) -> Resul
     }
     Ok(())
 }
+
+/// Answers `Unsupported` for a copy condition the capabilities do not list.
+pub fn check_copy_mode(
+    backend: &str,
+    key: &Key,
+    caps: &Capabilities,
+    mode: &crate::object::CopyMode,
+) -> Result<()> {
+    use crate::object::CopyMode;
+    let (supported, what) = match mode {
+        CopyMode::Overwrite => (true, ""),
+        CopyMode::Create => (caps.copy_if_absent, "copy-if-absent"),
+        CopyMode::IfMatch(_) => (caps.copy_if_match, "copy-if-match"),
+    };
+    if supported {
+        Ok(())
+    } else {
+        Err(
+            Error::unsupported(Op::Copy, backend, format!("{what} is not supported here"))
+                .with_key(key.as_str()),
+        )
+    }
+}

@@ -717,18 +717,15 @@ impl Backend for GcsBackend {
         let op = Op::Copy;
         check_key(NAME, op, to, &self.inner.caps)?;
         self.reserved(op, to)?;
-        if mode == CopyMode::Create && !self.inner.caps.copy_if_absent {
-            return Err(
-                Error::unsupported(op, NAME, "copy-if-absent is turned off").with_key(to.as_str())
-            );
-        }
+        super::checks::check_copy_mode(NAME, to, &self.inner.caps, &mode)?;
+        let gm = generation_match(op, to, &mode.as_put_mode())?;
         let client = self.client(op).await?;
         let req = CopyObjectRequest {
             source_bucket: self.inner.bucket.clone(),
             source_object: from.as_str().to_string(),
             destination_bucket: self.inner.bucket.clone(),
             destination_object: to.as_str().to_string(),
-            if_generation_match: (mode == CopyMode::Create).then_some(0),
+            if_generation_match: gm,
             ..Default::default()
         };
         match client.copy_object(&req).await {

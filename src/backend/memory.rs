@@ -210,24 +210,14 @@ impl Backend for MemoryBackend {
     }
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
-        if mode == CopyMode::Create && !self.inner.caps.copy_if_absent {
-            return Err(Error::unsupported(
-                Op::Copy,
-                NAME,
-                "copy-if-absent is turned off in this backend's capabilities",
-            )
-            .with_key(to.as_str()));
-        }
+        super::checks::check_copy_mode(NAME, to, &self.inner.caps, &mode)?;
         let src = self
             .objects_read()
             .get(from)
             .cloned()
             .ok_or_else(|| Error::not_found(Op::Copy, NAME, from.as_str()))?;
         let opts = PutOptions {
-            mode: match mode {
-                CopyMode::Overwrite => PutMode::Overwrite,
-                CopyMode::Create => PutMode::Create,
-            },
+            mode: mode.as_put_mode(),
             content_type: src.meta.content_type,
             metadata: src.meta.metadata,
         };

@@ -94,6 +94,8 @@ pub struct Capabilities {
     pub multipart_modes: ConditionalModes,
     /// Whether [`CopyMode::Create`] (copy only if the destination is absent) is supported.
     pub copy_if_absent: bool,
+    /// Whether [`CopyMode::IfMatch`] (copy only over a given version) is supported.
+    pub copy_if_match: bool,
     /// Whether [`Backend::list_multipart_uploads`] is supported.
     pub multipart_listing: bool,
     /// Whether [`Backend::abort_multipart`] discards the uploaded parts, so that the upload
@@ -132,6 +134,7 @@ impl Capabilities {
             put_modes: ConditionalModes::ALL,
             multipart_modes: ConditionalModes::ALL,
             copy_if_absent: true,
+            copy_if_match: true,
             multipart_listing: true,
             abort_discards_parts: true,
             presign: false,

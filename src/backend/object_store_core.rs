@@ -489,6 +489,11 @@ impl Core {
             mode: match mode {
                 CopyMode::Overwrite => object_store::CopyMode::Overwrite,
                 CopyMode::Create => object_store::CopyMode::Create,
+                CopyMode::IfMatch(_) => {
+                    return Err(
+                        Error::unsupported(op, self.name, "copy-if-match").with_key(to.as_str())
+                    );
+                }
             },
             ..Default::default()
         };

@@ -69,6 +69,8 @@ pub fn s3_capabilities() -> Capabilities {
     Capabilities {
         presign: true,
         max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
+        // object_store's copy cannot carry If-Match for the destination.
+        copy_if_match: false,
         ..Capabilities::s3_like()
     }
 }
@@ -339,12 +341,7 @@ impl Backend for S3Backend {
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
         super::checks::check_key(NAME, Op::Copy, to, &self.caps)?;
-        if mode == CopyMode::Create && !self.caps.copy_if_absent {
-            return Err(
-                Error::unsupported(Op::Copy, NAME, "copy-if-absent is not configured")
-                    .with_key(to.as_str()),
-            );
-        }
+        super::checks::check_copy_mode(NAME, to, &self.caps, &mode)?;
         self.core.copy(from, to, mode).await
     }
 

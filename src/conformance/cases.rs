@@ -1307,6 +1307,42 @@ async fn backend_put(s: &Store, key: &str, opts: &PutOptions) -> Result<crate::O
     s.backend().put(&k, crate::Payload::from("x"), opts).await
 }
 
+pub async fn copy_if_match_guards_the_destination(s: Store) -> CaseResult {
+    s.put("src", "new").await?;
+    let stale = s.put("dst", "v1").await?.etag.unwrap_or_default();
+    let current = s.put("dst", "v2").await?.etag.unwrap_or_default();
+    if !s.capabilities().copy_if_match {
+        let (f, t) = (s.full_key(Op::Copy, "src")?, s.full_key(Op::Copy, "dst")?);
+        let r = s
+            .backend()
+            .copy(&f, &t, crate::CopyMode::IfMatch(current))
+            .await;
+        return not_applicable(r, "copy_if_match");
+    }
+    expect_kind(
+        s.copy_if_match("src", "dst", &stale).await,
+        ErrorKind::PreconditionFailed,
+        "copy over a stale ETag",
+    )?;
+    ensure_eq!(
+        body_of(&s, "dst").await?,
+        Bytes::from_static(b"v2"),
+        "destination kept"
+    );
+    expect_kind(
+        s.copy_if_match("src", "absent", &current).await,
+        ErrorKind::PreconditionFailed,
+        "copy-if-match onto a missing key",
+    )?;
+    s.copy_if_match("src", "dst", &current).await?;
+    ensure_eq!(
+        body_of(&s, "dst").await?,
+        Bytes::from_static(b"new"),
+        "destination replaced"
+    );
+    passed()
+}
+
 fn part_size(s: &Store) -> usize {
     s.capabilities().min_part_size.max(1024) as usize
 }

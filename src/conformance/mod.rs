@@ -294,6 +294,7 @@ macro_rules! __with_conformance_cases {
             copy_missing_source_is_not_found,
             copy_if_absent_to_new_key,
             copy_if_absent_existing_fails_and_keeps_data,
+            copy_if_match_guards_the_destination,
             multipart_parts_out_of_order,
             multipart_invisible_before_complete,
             multipart_abort_leaves_nothing,

@@ -609,14 +609,7 @@ impl Backend for FsBackend {
     }
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
-        if mode == CopyMode::Create && !self.inner.caps.copy_if_absent {
-            return Err(Error::unsupported(
-                Op::Copy,
-                NAME,
-                "copy-if-absent is turned off in this backend's capabilities",
-            )
-            .with_key(to.as_str()));
-        }
+        super::checks::check_copy_mode(NAME, to, &self.inner.caps, &mode)?;
         let (from, to) = (from.clone(), to.clone());
         let shown = to.as_str().to_string();
         self.blocking(Op::Copy, &shown, move |inner| {
@@ -646,10 +639,7 @@ impl Backend for FsBackend {
                 }
                 (meta.content_type, meta.metadata)
             };
-            let mode = match mode {
-                CopyMode::Overwrite => PutMode::Overwrite,
-                CopyMode::Create => PutMode::Create,
-            };
+            let mode = mode.as_put_mode();
             inner.commit(Op::Copy, &to, tmp, &mode, attrs.0, attrs.1)
         })
         .await
