@@ -423,7 +423,7 @@ impl Backend for AzureBackend {
             .map_err(|e| map_error(NAME, op, &req.prefix, e))?;
         let mut objects = first.into_iter().collect::<Vec<_>>();
         for m in res.result.objects {
-            objects.push(meta_of(NAME, op, m)?);
+            objects.extend(super::object_store_core::listed(NAME, meta_of(NAME, op, m)));
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let mut common_prefixes: Vec<String> = res

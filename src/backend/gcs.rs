@@ -678,7 +678,11 @@ impl Backend for GcsBackend {
             if o.name.starts_with(UPLOADS) || Some(&o.name) == skip_key.as_ref() {
                 continue;
             }
-            let mut m = meta_of(op, o)?;
+            let Ok(mut m) = meta_of(op, o).inspect_err(|e| {
+                tracing::warn!(backend = NAME, error = %e, "skipping an object whose name is not a valid key");
+            }) else {
+                continue;
+            };
             m.content_type = None;
             m.metadata = Metadata::new();
             entries.push((m.key.as_str().to_string(), Entry::Object(Box::new(m))));

@@ -633,6 +633,15 @@ impl Core {
     }
 }
 
+/// An object of a listing, or `None` (with a warning) when another tool stored it under a
+/// name that is not a valid key here: one odd name must not fail the whole listing.
+pub(crate) fn listed(name: &str, meta: Result<ObjectMeta>) -> Option<ObjectMeta> {
+    meta.inspect_err(|e| {
+        tracing::warn!(backend = name, error = %e, "skipping an object whose name is not a valid key");
+    })
+    .ok()
+}
+
 /// True when parts are numbered 1, 2, ..., n.
 pub(crate) fn contiguous(parts: &[PartInfo]) -> bool {
     parts

@@ -318,12 +318,12 @@ impl Backend for S3Backend {
             .list_paginated(prefix, opts)
             .await
             .map_err(|e| map_error(NAME, op, &req.prefix, e))?;
-        let mut objects = res
+        let mut objects: Vec<ObjectMeta> = res
             .result
             .objects
             .into_iter()
-            .map(|m| meta_of(NAME, op, m))
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|m| super::object_store_core::listed(NAME, meta_of(NAME, op, m)))
+            .collect();
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let mut common_prefixes: Vec<String> = res
             .result
