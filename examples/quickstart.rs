@@ -10,12 +10,10 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
 
-use cloudstore::{PutMode, PutOptions, Store, StoreOptions};
-
-const PART: usize = 16 * 1024 * 1024;
-const IN_FLIGHT: usize = 4;
+use cloudstore::transfer::CHECKSUM_METADATA;
+use cloudstore::{PutOptions, Store, StoreOptions};
 
 /// Deterministic content: block `i` (1 MiB) is a function of `i` alone, so the reader can
 /// regenerate what it expects at any offset.
@@ -29,17 +27,6 @@ fn block(i: u64) -> Vec<u8> {
         v.extend_from_slice(&x.to_le_bytes());
     }
     v
-}
-
-fn part(n: usize, total: usize) -> Bytes {
-    let start = n * PART;
-    let end = (start + PART).min(total);
-    let mut v = Vec::with_capacity(end - start);
-    for b in (start >> 20)..end.div_ceil(1 << 20) {
-        v.extend_from_slice(&block(b as u64));
-    }
-    v.truncate(end - start);
-    Bytes::from(v)
 }
 
 fn mib_s(bytes: usize, secs: f64) -> f64 {
@@ -57,76 +44,79 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = format!("file://{}", root.display());
     let store = Store::from_url(&url, &StoreOptions::new())?.with_prefix("quickstart")?;
     let key = "generated/object.bin";
+    let cfg = store.transfer_config().clone();
     println!(
-        "store   {url} (prefix '{}', backend {})",
+        "store   {url} (prefix '{}', backend {}; parts of {} MiB, {} in flight)",
         store.prefix(),
-        store.backend_name()
+        store.backend_name(),
+        cfg.part_size >> 20,
+        cfg.concurrency
     );
 
-    // Upload: a multipart upload, parts generated on the fly, several in flight.
-    let parts = total.div_ceil(PART).max(1);
+    // Upload: a streaming writer; owned blocks go to the parts without copying.
     let started = Instant::now();
-    let id = store
-        .create_multipart(
+    let mut up = store
+        .writer(
             key,
             &PutOptions::default().with_content_type("application/octet-stream"),
-        )
-        .await?;
-    let uploaded: Vec<_> = futures::stream::iter(0..parts)
-        .map(|n| {
-            let store = store.clone();
-            let id = id.clone();
-            async move {
-                let data = tokio::task::spawn_blocking(move || part(n, total))
-                    .await
-                    .expect("generator");
-                store.put_part(key, &id, n as u32 + 1, data).await
-            }
-        })
-        .buffered(IN_FLIGHT)
-        .try_collect()
-        .await?;
-    let meta = store
-        .complete_multipart(key, &id, &uploaded, &PutMode::Overwrite)
-        .await?;
-    let up = started.elapsed().as_secs_f64();
+        )?
+        .with_size_hint(total as u64);
+    for b in 0..total.div_ceil(1 << 20) {
+        let mut blk = block(b as u64);
+        blk.truncate((total - (b << 20)).min(1 << 20));
+        up.write_bytes(Bytes::from(blk)).await?;
+    }
+    let meta = up.finish().await?;
+    let up_s = started.elapsed().as_secs_f64();
+    let crc = store
+        .head(key)
+        .await?
+        .metadata
+        .get(CHECKSUM_METADATA)
+        .cloned()
+        .unwrap_or_default();
     println!(
-        "upload  {key}: {} bytes in {parts} parts of {} MiB, {up:.2} s, {:.0} MiB/s",
+        "upload  {key}: {} bytes, {up_s:.2} s, {:.0} MiB/s, CRC32C {crc}",
         meta.size,
-        PART >> 20,
-        mib_s(total, up)
+        mib_s(total, up_s)
     );
 
-    // Download: stream the body and compare every byte with what was generated.
+    // Stream it back through the ordered read-ahead reader and compare every byte.
     let started = Instant::now();
-    let mut body = store.get(key).await?.into_checked_stream();
-    let (mut offset, mut expected, mut block_no) = (0usize, Vec::new(), 0u64);
-    let mut exp_pos = 0usize;
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        let mut c = &chunk[..];
-        while !c.is_empty() {
-            if exp_pos == expected.len() {
-                expected = block(block_no);
-                block_no += 1;
-                exp_pos = 0;
-            }
-            let n = c.len().min(expected.len() - exp_pos);
-            if c[..n] != expected[exp_pos..exp_pos + n] {
-                return Err(format!("mismatch near byte {offset}").into());
-            }
-            c = &c[n..];
-            exp_pos += n;
-            offset += n;
+    let mut reader = store.reader(key).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut offset, mut b) = (0usize, 0u64);
+    loop {
+        let want = (total - offset).min(1 << 20);
+        if want == 0 {
+            break;
         }
+        reader.read_exact(&mut buf[..want]).await?;
+        if buf[..want] != block(b)[..want] {
+            return Err(format!("mismatch in the MiB at {offset}").into());
+        }
+        offset += want;
+        b += 1;
     }
-    if offset != total {
-        return Err(format!("read {offset} bytes, expected {total}").into());
+    if reader.read(&mut buf).await? != 0 {
+        return Err("the object is longer than what was written".into());
     }
     let down = started.elapsed().as_secs_f64();
     println!(
-        "verify  {offset} bytes read back and identical, {down:.2} s, {:.0} MiB/s",
+        "verify  {offset} bytes read back and identical (checksum verified), {down:.2} s, {:.0} MiB/s",
         mib_s(offset, down)
+    );
+
+    // A parallel ranged download into a file.
+    let file = root.with_file_name("quickstart-download.bin");
+    let started = Instant::now();
+    store.download_file(key, &file).await?;
+    let dl = started.elapsed().as_secs_f64();
+    println!(
+        "file    {} ({} bytes), {dl:.2} s, {:.0} MiB/s",
+        file.display(),
+        std::fs::metadata(&file)?.len(),
+        mib_s(total, dl)
     );
 
     // List what is there.

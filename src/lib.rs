@@ -44,6 +44,7 @@ pub mod error;
 pub mod key;
 pub mod object;
 pub mod store;
+pub mod transfer;
 
 #[cfg(feature = "azure")]
 pub use backend::AzureBackend;
@@ -61,3 +62,4 @@ pub use object::{
     PresignedRequest, PutMode, PutOptions, UploadId,
 };
 pub use store::{ListStream, Store};
+pub use transfer::{Progress, ProgressFn, TransferConfig, Upload};

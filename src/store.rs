@@ -50,6 +50,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// Empty, or the prefix with a trailing `/`.
     prefix: Arc<str>,
+    /// Transfer policy and the memory budget shared with clones.
+    transfer: Arc<crate::transfer::Shared>,
 }
 
 impl fmt::Debug for Store {
@@ -75,6 +77,7 @@ impl Store {
         Store {
             backend,
             prefix: Arc::from(""),
+            transfer: crate::transfer::Shared::new(crate::transfer::TransferConfig::default()),
         }
     }
 
@@ -121,7 +124,27 @@ impl Store {
         Ok(Store {
             backend: self.backend.clone(),
             prefix: Arc::from(format!("{joined}/")),
+            transfer: self.transfer.clone(),
         })
+    }
+
+    /// The same store with another transfer policy (part size, concurrency, memory budgets,
+    /// retries, checksums). The returned store and its clones share a new memory budget.
+    pub fn with_transfer_config(&self, config: crate::transfer::TransferConfig) -> Store {
+        Store {
+            backend: self.backend.clone(),
+            prefix: self.prefix.clone(),
+            transfer: crate::transfer::Shared::new(config),
+        }
+    }
+
+    /// The transfer policy.
+    pub fn transfer_config(&self) -> &crate::transfer::TransferConfig {
+        &self.transfer.config
+    }
+
+    pub(crate) fn transfer(&self) -> &crate::transfer::Shared {
+        &self.transfer
     }
 
     /// The prefix under which this store's keys live, without the trailing `/`.
@@ -179,7 +202,7 @@ impl Store {
         }
     }
 
-    fn relative_meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
+    pub(crate) fn relative_meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
         meta.key = self.relative(meta.key);
         meta
     }

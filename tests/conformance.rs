@@ -44,6 +44,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         max_key_segment_len: Some(100),
         backslash_in_keys: false,
         abort_discards_parts: true,
+        complete_metadata: false,
     }
 }
 

@@ -484,9 +484,23 @@ impl Backend for AzureBackend {
         parts: &[PartInfo],
         mode: &PutMode,
     ) -> Result<ObjectMeta> {
+        self.complete_multipart_with_metadata(key, upload, parts, mode, &Metadata::new())
+            .await
+    }
+
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        extra_metadata: &Metadata,
+    ) -> Result<ObjectMeta> {
+        super::checks::check_completion_metadata(NAME, key, &self.caps, extra_metadata)?;
         let op = Op::CompleteMultipart;
         super::checks::check_mode(NAME, op, key, &self.caps.multipart_modes, mode)?;
-        let attrs = decode_upload_id(op, key, upload)?;
+        let mut attrs = decode_upload_id(op, key, upload)?;
+        attrs.md.extend(extra_metadata.clone());
         super::checks::check_part_list(NAME, key, &self.caps, parts)?;
         // A part's tag is its block id, unique per upload of a part: a repeat names a part
         // that was never uploaded under that number.

@@ -259,3 +259,22 @@ pub fn check_copy_mode(
         )
     }
 }
+
+/// Answers `Unsupported` for metadata added at completion where the capabilities say it
+/// cannot be.
+pub fn check_completion_metadata(
+    backend: &str,
+    key: &Key,
+    caps: &Capabilities,
+    metadata: &crate::object::Metadata,
+) -> Result<()> {
+    if metadata.is_empty() || (caps.complete_metadata && caps.user_metadata) {
+        return Ok(());
+    }
+    Err(Error::unsupported(
+        Op::CompleteMultipart,
+        backend,
+        "metadata cannot be added when an upload completes here",
+    )
+    .with_key(key.as_str()))
+}

@@ -804,6 +804,19 @@ impl Backend for GcsBackend {
         parts: &[PartInfo],
         mode: &PutMode,
     ) -> Result<ObjectMeta> {
+        self.complete_multipart_with_metadata(key, upload, parts, mode, &Metadata::new())
+            .await
+    }
+
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        extra_metadata: &Metadata,
+    ) -> Result<ObjectMeta> {
+        super::checks::check_completion_metadata(NAME, key, &self.inner.caps, extra_metadata)?;
         let op = Op::CompleteMultipart;
         let caps = &self.inner.caps;
         check_mode(NAME, op, key, &caps.multipart_modes, mode)?;
@@ -866,7 +879,9 @@ impl Backend for GcsBackend {
             sources = next;
             round += 1;
         }
-        let object = attributes(manifest.content_type, manifest.metadata);
+        let mut metadata = manifest.metadata;
+        metadata.extend(extra_metadata.clone());
+        let object = attributes(manifest.content_type, metadata);
         let result = self
             .compose(op, key.as_str(), sources, Some(object), gm)
             .await

@@ -21,6 +21,7 @@ use super::checks::{
 use super::{Backend, Capabilities, listing};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
+use crate::object::Metadata;
 use crate::object::{
     CopyMode, GetOptions, GetResult, ListPage, ListRequest, MultipartUploadInfo, ObjectMeta,
     PartInfo, PartNumber, Payload, PutMode, PutOptions, UploadId,
@@ -267,6 +268,19 @@ impl Backend for MemoryBackend {
         parts: &[PartInfo],
         mode: &PutMode,
     ) -> Result<ObjectMeta> {
+        self.complete_multipart_with_metadata(key, upload, parts, mode, &Metadata::new())
+            .await
+    }
+
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        extra_metadata: &Metadata,
+    ) -> Result<ObjectMeta> {
+        super::checks::check_completion_metadata(NAME, key, &self.inner.caps, extra_metadata)?;
         let caps = &self.inner.caps;
         check_mode(
             NAME,
@@ -315,10 +329,11 @@ impl Backend for MemoryBackend {
                     }
                 }
             }
-            let opts = PutOptions {
+            let mut opts = PutOptions {
                 mode: mode.clone(),
                 ..up.opts.clone()
             };
+            opts.metadata.extend(extra_metadata.clone());
             (payload, opts)
         };
         let meta = self.commit(Op::CompleteMultipart, key, payload.into_bytes(), &opts)?;

@@ -98,6 +98,10 @@ pub struct Capabilities {
     pub copy_if_match: bool,
     /// Whether [`Backend::list_multipart_uploads`] is supported.
     pub multipart_listing: bool,
+    /// Whether [`Backend::complete_multipart_with_metadata`] can add metadata when an upload
+    /// completes (S3 fixes metadata when the upload is created). The transfer engine stores
+    /// an object's checksum that way.
+    pub complete_metadata: bool,
     /// Whether [`Backend::abort_multipart`] discards the uploaded parts, so that the upload
     /// can no longer be completed. Azure keeps uncommitted blocks until it collects them.
     pub abort_discards_parts: bool,
@@ -137,6 +141,7 @@ impl Capabilities {
             copy_if_match: true,
             multipart_listing: true,
             abort_discards_parts: true,
+            complete_metadata: true,
             presign: false,
             max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
             user_metadata: true,
@@ -207,6 +212,28 @@ pub trait Backend: Debug + Send + Sync + 'static {
         parts: &[PartInfo],
         mode: &PutMode,
     ) -> Result<ObjectMeta>;
+
+    /// Like [`Backend::complete_multipart`], adding `metadata` to what the upload was
+    /// created with. Backends that cannot ([`Capabilities::complete_metadata`] is false)
+    /// answer `Unsupported` unless `metadata` is empty.
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        metadata: &crate::object::Metadata,
+    ) -> Result<ObjectMeta> {
+        if metadata.is_empty() {
+            return self.complete_multipart(key, upload, parts, mode).await;
+        }
+        Err(Error::unsupported(
+            Op::CompleteMultipart,
+            self.name(),
+            "metadata cannot be added when an upload completes here",
+        )
+        .with_key(key.as_str()))
+    }
 
     /// Discards an upload and its parts; aborting an unknown upload succeeds.
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()>;

@@ -71,6 +71,8 @@ pub fn s3_capabilities() -> Capabilities {
         max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
         // object_store's copy cannot carry If-Match for the destination.
         copy_if_match: false,
+        // CompleteMultipartUpload takes no metadata: it is fixed at creation.
+        complete_metadata: false,
         ..Capabilities::s3_like()
     }
 }

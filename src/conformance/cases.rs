@@ -1537,6 +1537,40 @@ pub async fn multipart_keeps_metadata(s: Store) -> CaseResult {
     passed()
 }
 
+pub async fn multipart_completion_adds_metadata(s: Store) -> CaseResult {
+    let opts = if s.capabilities().user_metadata {
+        PutOptions::default().with_metadata("set-at", "create")
+    } else {
+        PutOptions::default()
+    };
+    let id = s.create_multipart("mp", &opts).await?;
+    let p = s.put_part("mp", &id, 1, data(100, 31)).await?;
+    let k = s.full_key(Op::CompleteMultipart, "mp")?;
+    let mut extra = crate::Metadata::new();
+    extra.insert("added-at".into(), "completion".into());
+    let r = s
+        .backend()
+        .complete_multipart_with_metadata(&k, &id, &[p], &PutMode::Overwrite, &extra)
+        .await;
+    if !s.capabilities().complete_metadata || !s.capabilities().user_metadata {
+        s.abort_multipart("mp", &id).await?;
+        return not_applicable(r, "complete_metadata");
+    }
+    r?;
+    let head = s.head("mp").await?;
+    ensure_eq!(
+        head.metadata.get("added-at").map(String::as_str),
+        Some("completion"),
+        "metadata added at completion"
+    );
+    ensure_eq!(
+        head.metadata.get("set-at").map(String::as_str),
+        Some("create"),
+        "metadata from creation"
+    );
+    passed()
+}
+
 async fn one_part_upload(s: &Store, key: &str, body: Bytes) -> R<(crate::UploadId, Vec<PartInfo>)> {
     let id = s.create_multipart(key, &PutOptions::default()).await?;
     let p = s.put_part(key, &id, 1, body).await?;

@@ -303,6 +303,7 @@ macro_rules! __with_conformance_cases {
             multipart_single_small_part,
             multipart_replaced_part_wins,
             multipart_keeps_metadata,
+            multipart_completion_adds_metadata,
             multipart_create_mode,
             multipart_if_match_mode,
             multipart_listing,

@@ -713,6 +713,19 @@ impl Backend for FsBackend {
         parts: &[PartInfo],
         mode: &PutMode,
     ) -> Result<ObjectMeta> {
+        self.complete_multipart_with_metadata(key, upload, parts, mode, &Metadata::new())
+            .await
+    }
+
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        extra_metadata: &Metadata,
+    ) -> Result<ObjectMeta> {
+        super::checks::check_completion_metadata(NAME, key, &self.inner.caps, extra_metadata)?;
         let caps = &self.inner.caps;
         let op = Op::CompleteMultipart;
         check_mode(NAME, op, key, &caps.multipart_modes, mode)?;
@@ -720,6 +733,7 @@ impl Backend for FsBackend {
         let total: u64 = parts.iter().map(|p| p.size).sum();
         check_object_size(NAME, op, key, caps, total)?;
         let (k, upload, parts, mode) = (key.clone(), upload.clone(), parts.to_vec(), mode.clone());
+        let extra = extra_metadata.clone();
         self.blocking(op, key.as_str(), move |inner| {
             let (dir, manifest) = inner.read_manifest(op, &k, &upload)?;
             let io_err = io_error(op, &k);
@@ -760,8 +774,11 @@ impl Backend for FsBackend {
                 out.sync_all().map_err(&io_err)?;
             }
             drop(out);
-            let meta =
-                inner.commit(op, &k, tmp, &mode, manifest.content_type, manifest.metadata)?;
+            let meta = {
+                let mut metadata = manifest.metadata;
+                metadata.extend(extra);
+                inner.commit(op, &k, tmp, &mode, manifest.content_type, metadata)?
+            };
             let _ = fs::remove_dir_all(&dir);
             Ok(meta)
         })

@@ -1,0 +1,362 @@
+//! Parallel ranged downloads pinned to one version of an object, and an ordered reader.
+
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncRead, ReadBuf};
+
+use super::checksum::{Crc32c, verify};
+use super::{Progress, ProgressFn, backoff};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{ByteRange, GetOptions, ObjectMeta};
+use crate::store::Store;
+
+/// The ranges of an object of `size` bytes, `chunk` bytes each.
+fn ranges(size: u64, chunk: u64) -> Vec<Range<u64>> {
+    let chunk = chunk.max(1);
+    (0..size.div_ceil(chunk))
+        .map(|i| i * chunk..((i + 1) * chunk).min(size))
+        .collect()
+}
+
+/// Reads one range of the version `etag`, retrying what can be retried; a replaced object
+/// gives `PreconditionFailed`. Each received chunk goes to `sink` with its offset.
+async fn fetch_range<F>(
+    store: &Store,
+    key: &Key,
+    etag: Option<&str>,
+    range: Range<u64>,
+    mut sink: F,
+) -> Result<Crc32c>
+where
+    F: FnMut(u64, Bytes) -> futures::future::BoxFuture<'static, Result<()>>,
+{
+    let cfg = &store.transfer().config;
+    let mut attempt = 1;
+    loop {
+        let opts = GetOptions {
+            range: Some(ByteRange::Bounded(range.clone())),
+            if_match: etag.map(str::to_string),
+            ..Default::default()
+        };
+        let attempt_result: Result<Crc32c> = async {
+            let res = store.backend().get(key, &opts).await?;
+            let mut crc = Crc32c::new();
+            let mut offset = range.start;
+            let mut body = res.into_checked_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                if cfg.checksum {
+                    crc.update(&chunk);
+                }
+                let len = chunk.len() as u64;
+                sink(offset, chunk).await?;
+                offset += len;
+            }
+            Ok(crc)
+        }
+        .await;
+        match attempt_result {
+            Err(e) if e.is_retryable() && attempt < cfg.attempts => {
+                tracing::debug!(key = %key, attempt, error = %e, "retrying a range");
+                tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
+                attempt += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    Op::Get,
+                    store.backend_name(),
+                    "the object was replaced during the download",
+                )
+                .with_key(key.as_str()));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Removes a temporary file unless it was renamed into place.
+struct TempPath(Option<PathBuf>);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn io_err(store: &Store, key: &Key, e: io::Error) -> Error {
+    Error::from_io(Op::Get, store.backend_name(), e).with_key(key.as_str())
+}
+
+impl Store {
+    /// Downloads `key` into the file `path` with concurrent ranged reads, all pinned to the
+    /// version the first request saw; writes go in place into a temporary file beside
+    /// `path`, renamed over it only once every byte arrived and the checksum (if the object
+    /// has one) verified. On any failure `path` is untouched.
+    pub async fn download_file(&self, key: &str, path: impl AsRef<Path>) -> Result<ObjectMeta> {
+        self.download_file_with_progress(key, path, None).await
+    }
+
+    /// [`Store::download_file`] reporting progress.
+    pub async fn download_file_with_progress(
+        &self,
+        key: &str,
+        path: impl AsRef<Path>,
+        progress: Option<ProgressFn>,
+    ) -> Result<ObjectMeta> {
+        let k = self.full_key(Op::Get, key)?;
+        let path = path.as_ref().to_path_buf();
+        let meta = self
+            .backend()
+            .head(&k)
+            .await
+            .map_err(|e| e.with_op(Op::Get))?;
+        let cfg = self.transfer().config.clone();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("download");
+        let tmp_path = dir.join(format!(
+            ".{name}.cloudstore-{}.tmp",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .map_err(|e| io_err(self, &k, e))?;
+        let guard = TempPath(Some(tmp_path.clone()));
+        file.set_len(meta.size).map_err(|e| io_err(self, &k, e))?;
+        let file = Arc::new(file);
+
+        let done = Arc::new(AtomicU64::new(0));
+        let parts_done = Arc::new(AtomicU64::new(0));
+        let etag = meta.etag.clone();
+        let results: Vec<(usize, Crc32c)> =
+            futures::stream::iter(ranges(meta.size, cfg.part_size).into_iter().enumerate())
+                .map(|(i, r)| {
+                    let (store, k, etag, file) =
+                        (self.clone(), k.clone(), etag.clone(), file.clone());
+                    let (done, parts_done, progress) =
+                        (done.clone(), parts_done.clone(), progress.clone());
+                    let total = meta.size;
+                    async move {
+                        let sink = |offset: u64, chunk: Bytes| {
+                            let file = file.clone();
+                            let done = done.clone();
+                            let fut: futures::future::BoxFuture<'static, Result<()>> =
+                                Box::pin(async move {
+                                    let len = chunk.len() as u64;
+                                    tokio::task::spawn_blocking(move || {
+                                        use std::os::unix::fs::FileExt;
+                                        file.write_all_at(&chunk, offset)
+                                    })
+                                    .await
+                                    .map_err(|e| {
+                                        Error::new(
+                                            ErrorKind::Other,
+                                            Op::Get,
+                                            "cloudstore",
+                                            e.to_string(),
+                                        )
+                                    })?
+                                    .map_err(|e| Error::from_io(Op::Get, "cloudstore", e))?;
+                                    done.fetch_add(len, Ordering::Relaxed);
+                                    Ok(())
+                                });
+                            fut
+                        };
+                        let crc = fetch_range(&store, &k, etag.as_deref(), r, sink).await?;
+                        let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some(p) = &progress {
+                            p(Progress {
+                                bytes: done.load(Ordering::Relaxed),
+                                total: Some(total),
+                                parts,
+                            });
+                        }
+                        Ok::<_, Error>((i, crc))
+                    }
+                })
+                .buffer_unordered(cfg.concurrency.max(1))
+                .try_collect()
+                .await?;
+        if cfg.checksum {
+            let mut ordered = results;
+            ordered.sort_by_key(|(i, _)| *i);
+            let whole = ordered
+                .into_iter()
+                .fold(Crc32c::new(), |acc, (_, c)| acc.combine(c));
+            verify(self.backend_name(), &meta, &whole)?;
+        }
+        let file = Arc::try_unwrap(file).map_err(|_| {
+            Error::new(
+                ErrorKind::Other,
+                Op::Get,
+                "cloudstore",
+                "a writer is still running",
+            )
+        })?;
+        tokio::task::spawn_blocking(move || file.sync_all())
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, Op::Get, "cloudstore", e.to_string()))?
+            .map_err(|e| io_err(self, &k, e))?;
+        tokio::fs::rename(&tmp_path, &path)
+            .await
+            .map_err(|e| io_err(self, &k, e))?;
+        std::mem::forget(guard);
+        Ok(self.relative_meta(meta))
+    }
+
+    /// An `AsyncRead` of `key`: ranges are fetched ahead, at most
+    /// [`TransferConfig::concurrency`](super::TransferConfig::concurrency) at a time and
+    /// delivered in order, all pinned to one version; the checksum (if any) is verified
+    /// when the end is reached, and a mismatch is a read error.
+    pub async fn reader(&self, key: &str) -> Result<ObjectReader> {
+        let k = self.full_key(Op::Get, key)?;
+        let meta = self
+            .backend()
+            .head(&k)
+            .await
+            .map_err(|e| e.with_op(Op::Get))?;
+        let cfg = self.transfer().config.clone();
+        let store = self.clone();
+        let etag = meta.etag.clone();
+        let fetches = futures::stream::iter(ranges(meta.size, cfg.part_size))
+            .map(move |r| {
+                let (store, k, etag) = (store.clone(), k.clone(), etag.clone());
+                async move {
+                    let buf = Arc::new(std::sync::Mutex::new(BytesMut::with_capacity(
+                        (r.end - r.start) as usize,
+                    )));
+                    let b2 = buf.clone();
+                    fetch_range(&store, &k, etag.as_deref(), r, move |_, chunk| {
+                        b2.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend_from_slice(&chunk);
+                        Box::pin(async { Ok(()) })
+                    })
+                    .await?;
+                    let bytes = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()))
+                        .freeze();
+                    Ok::<_, Error>(bytes)
+                }
+            })
+            .buffered(cfg.concurrency.max(1));
+        let verify_meta = meta.clone();
+        let backend = self.backend_name().to_string();
+        let check = cfg.checksum;
+        let body = fetches.boxed();
+        Ok(ObjectReader {
+            meta: self.relative_meta(meta),
+            inner: Verifying {
+                body,
+                crc: Crc32c::new(),
+                meta: verify_meta,
+                backend,
+                check,
+                pending: Bytes::new(),
+                done: false,
+            },
+        })
+    }
+}
+
+/// Streams ranges and checks the checksum at the end.
+struct Verifying {
+    body: BoxStream<'static, Result<Bytes>>,
+    crc: Crc32c,
+    meta: ObjectMeta,
+    backend: String,
+    check: bool,
+    pending: Bytes,
+    done: bool,
+}
+
+/// The reader returned by [`Store::reader`].
+pub struct ObjectReader {
+    meta: ObjectMeta,
+    inner: Verifying,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectReader {
+    /// The metadata of the version being read.
+    pub fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+}
+
+impl AsyncRead for ObjectReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let v = &mut self.inner;
+        loop {
+            if !v.pending.is_empty() {
+                let n = v.pending.len().min(buf.remaining());
+                buf.put_slice(&v.pending.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if v.done {
+                return Poll::Ready(Ok(()));
+            }
+            match std::task::ready!(v.body.poll_next_unpin(cx)) {
+                Some(Ok(chunk)) => {
+                    if v.check {
+                        v.crc.update(&chunk);
+                    }
+                    v.pending = chunk;
+                }
+                Some(Err(e)) => {
+                    v.done = true;
+                    return Poll::Ready(Err(io::Error::other(e)));
+                }
+                None => {
+                    v.done = true;
+                    if v.check
+                        && let Err(e) = verify(&v.backend, &v.meta, &v.crc)
+                    {
+                        return Poll::Ready(Err(io::Error::other(e)));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ranges_cover_the_object_exactly() {
+        assert_eq!(super::ranges(0, 10), vec![]);
+        assert_eq!(super::ranges(25, 10), vec![0..10, 10..20, 20..25]);
+        assert_eq!(super::ranges(20, 10), vec![0..10, 10..20]);
+    }
+}

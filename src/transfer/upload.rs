@@ -1,0 +1,803 @@
+//! Streaming multipart upload with bounded memory and parallel parts.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use tokio::io::AsyncWrite;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::checksum::{CHECKSUM_METADATA, Crc32c};
+use super::{PartSizer, Progress, ProgressFn, backoff};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{ObjectMeta, PartInfo, PartNumber, Payload, PutOptions, UploadId};
+use crate::store::Store;
+
+/// Memory is counted in KiB so that a part of several GiB fits a semaphore request.
+const UNIT: u64 = 1024;
+/// `AsyncWrite` input is gathered into chunks of this size before it joins a part.
+const STAGING: usize = 256 * 1024;
+
+/// Permits a part holds until it is uploaded.
+struct Reservation {
+    _global: OwnedSemaphorePermit,
+    _local: OwnedSemaphorePermit,
+}
+
+/// What the engine knows once started; kept apart from the `AsyncWrite` state machine.
+struct Engine {
+    store: Store,
+    key: Key,
+    opts: PutOptions,
+    size_hint: Option<u64>,
+    sizer: Option<PartSizer>,
+    upload_id: Option<UploadId>,
+    current: Payload,
+    current_target: u64,
+    reservation: Option<Reservation>,
+    next_part: u32,
+    tasks: JoinSet<Result<PartInfo>>,
+    parts: Vec<PartInfo>,
+    crc: Crc32c,
+    local: Arc<Semaphore>,
+    local_units: u64,
+    slots: Arc<Semaphore>,
+    progress: Option<ProgressFn>,
+    bytes_done: Arc<AtomicU64>,
+    parts_done: Arc<AtomicU64>,
+    closed: bool,
+}
+
+fn units(bytes: u64, cap: u64) -> u32 {
+    bytes
+        .div_ceil(UNIT)
+        .clamp(1, cap.max(1))
+        .min(u32::MAX as u64) as u32
+}
+
+impl Engine {
+    fn new(store: Store, key: Key, opts: PutOptions) -> Engine {
+        let cfg = &store.transfer().config;
+        let local_units = cfg.upload_memory.div_ceil(UNIT).max(1);
+        Engine {
+            local: Arc::new(Semaphore::new(local_units as usize)),
+            local_units,
+            slots: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            store,
+            key,
+            opts,
+            size_hint: None,
+            sizer: None,
+            upload_id: None,
+            current: Payload::new(),
+            current_target: 0,
+            reservation: None,
+            next_part: 1,
+            tasks: JoinSet::new(),
+            parts: Vec::new(),
+            crc: Crc32c::new(),
+            progress: None,
+            bytes_done: Arc::default(),
+            parts_done: Arc::default(),
+            closed: false,
+        }
+    }
+
+    fn sizer(&mut self) -> PartSizer {
+        *self.sizer.get_or_insert_with(|| {
+            let caps = self.store.capabilities();
+            PartSizer::new(caps, self.store.transfer().config.part_size, self.size_hint)
+        })
+    }
+
+    fn report(&self) {
+        if let Some(p) = &self.progress {
+            p(Progress {
+                bytes: self.bytes_done.load(Ordering::Relaxed),
+                total: self.size_hint,
+                parts: self.parts_done.load(Ordering::Relaxed),
+            });
+        }
+    }
+
+    /// Reserves memory for the next part: this is where writers wait when the budget is
+    /// spent (back-pressure).
+    async fn reserve(&mut self) -> Result<()> {
+        let target = self.sizer().size_of(self.next_part);
+        let shared = self.store.transfer();
+        let global_units = (shared.config.global_memory.div_ceil(UNIT)).max(1);
+        let closed = |_| {
+            Error::new(
+                ErrorKind::Other,
+                Op::PutPart,
+                self.store.backend_name(),
+                "the memory budget was closed",
+            )
+        };
+        let local = self
+            .local
+            .clone()
+            .acquire_many_owned(units(target, self.local_units))
+            .await
+            .map_err(closed)?;
+        let global = shared
+            .memory
+            .clone()
+            .acquire_many_owned(units(target, global_units))
+            .await
+            .map_err(closed)?;
+        self.current_target = target;
+        self.reservation = Some(Reservation {
+            _global: global,
+            _local: local,
+        });
+        Ok(())
+    }
+
+    /// Adds bytes, sealing and sending parts as they fill.
+    async fn push(&mut self, mut data: Bytes) -> Result<()> {
+        if self.closed {
+            return Err(self.closed_error());
+        }
+        if self.store.transfer().config.checksum {
+            self.crc.update(&data);
+        }
+        while !data.is_empty() {
+            // A full part is sent only once more data arrives, so that an object of
+            // exactly one part is still a single PUT.
+            if self.reservation.is_some()
+                && self.current.len() == self.current_target
+                && let Err(e) = self.seal().await
+            {
+                // A part failed for good: nothing may be left behind.
+                self.abort_now().await;
+                return Err(e);
+            }
+            if self.reservation.is_none() {
+                self.reserve().await?;
+            }
+            let room = (self.current_target - self.current.len()) as usize;
+            let take = room.min(data.len());
+            self.current.push(data.split_to(take));
+        }
+        Ok(())
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::invalid_input(
+            Op::PutPart,
+            self.store.backend_name(),
+            "the upload is already finished or aborted",
+        )
+        .with_key(self.key.as_str())
+    }
+
+    async fn ensure_upload(&mut self) -> Result<UploadId> {
+        if let Some(id) = &self.upload_id {
+            return Ok(id.clone());
+        }
+        let id = self
+            .store
+            .backend()
+            .create_multipart(&self.key, &self.opts)
+            .await?;
+        self.upload_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Sends the current part in the background, retried while its bytes are held.
+    async fn seal(&mut self) -> Result<()> {
+        self.reap()?;
+        let id = self.ensure_upload().await?;
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.closed_error())?;
+        let payload = std::mem::take(&mut self.current);
+        let reservation = self.reservation.take();
+        let number = PartNumber::new(self.next_part)?;
+        self.next_part += 1;
+        let backend = self.store.backend().clone();
+        let key = self.key.clone();
+        let cfg = self.store.transfer().config.clone();
+        let (bytes_done, parts_done) = (self.bytes_done.clone(), self.parts_done.clone());
+        let progress = self.progress.clone();
+        let total = self.size_hint;
+        self.tasks.spawn(async move {
+            let _held = (reservation, slot);
+            let info =
+                put_part_with_retries(backend.as_ref(), &key, &id, number, payload, &cfg).await?;
+            let bytes = bytes_done.fetch_add(info.size, Ordering::Relaxed) + info.size;
+            let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(p) = progress {
+                p(Progress {
+                    bytes,
+                    total,
+                    parts,
+                });
+            }
+            Ok(info)
+        });
+        Ok(())
+    }
+
+    /// Collects finished parts; the first failure fails the upload.
+    fn reap(&mut self) -> Result<()> {
+        while let Some(done) = self.tasks.try_join_next() {
+            self.parts.push(joined(done, &self.store, &self.key)?);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<ObjectMeta> {
+        if self.closed {
+            return Err(self.closed_error());
+        }
+        self.closed = true;
+        let checksum = self
+            .store
+            .transfer()
+            .config
+            .checksum
+            .then(|| self.crc.to_hex());
+        if self.upload_id.is_none() {
+            // At most one part: a single PUT.
+            let mut opts = self.opts.clone();
+            if let Some(c) = &checksum {
+                opts.metadata.insert(CHECKSUM_METADATA.into(), c.clone());
+            }
+            let payload = std::mem::take(&mut self.current);
+            let size = payload.len();
+            self.reservation = None;
+            let meta = self.put_with_retries(payload, &opts).await?;
+            self.bytes_done.fetch_add(size, Ordering::Relaxed);
+            self.parts_done.fetch_add(1, Ordering::Relaxed);
+            self.report();
+            return Ok(self.store.relative_meta(meta));
+        }
+        let result = self.complete(checksum).await;
+        if result.is_err() {
+            self.abort_now().await;
+        }
+        result.map(|m| self.store.relative_meta(m))
+    }
+
+    async fn put_with_retries(&self, payload: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
+        let cfg = &self.store.transfer().config;
+        let mut attempt = 1;
+        loop {
+            match self
+                .store
+                .backend()
+                .put(&self.key, payload.clone(), opts)
+                .await
+            {
+                Err(e) if e.is_retryable() && attempt < cfg.attempts => {
+                    tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn complete(&mut self, checksum: Option<String>) -> Result<ObjectMeta> {
+        if !self.current.is_empty() {
+            self.seal().await?;
+        }
+        while let Some(done) = self.tasks.join_next().await {
+            let info = joined(done, &self.store, &self.key)?;
+            self.parts.push(info);
+        }
+        self.parts.sort_by_key(|p| p.number);
+        let id = self
+            .upload_id
+            .clone()
+            .unwrap_or_else(|| UploadId(String::new()));
+        let backend = self.store.backend();
+        let mut extra = crate::object::Metadata::new();
+        if let Some(c) = checksum
+            && backend.capabilities().complete_metadata
+        {
+            extra.insert(CHECKSUM_METADATA.into(), c);
+        }
+        backend
+            .complete_multipart_with_metadata(&self.key, &id, &self.parts, &self.opts.mode, &extra)
+            .await
+    }
+
+    async fn abort_now(&mut self) {
+        self.closed = true;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(id) = self.upload_id.take()
+            && let Err(e) = self.store.backend().abort_multipart(&self.key, &id).await
+        {
+            tracing::warn!(key = %self.key, error = %e, "aborting a failed upload failed");
+        }
+    }
+}
+
+/// Uploads one part, retrying with backoff what can be retried; the payload's bytes are
+/// shared, not copied, between attempts.
+async fn put_part_with_retries(
+    backend: &dyn crate::Backend,
+    key: &Key,
+    id: &UploadId,
+    number: PartNumber,
+    payload: Payload,
+    cfg: &super::TransferConfig,
+) -> Result<PartInfo> {
+    let mut attempt = 1;
+    loop {
+        match backend.put_part(key, id, number, payload.clone()).await {
+            Err(e) if e.is_retryable() && attempt < cfg.attempts => {
+                tracing::debug!(part = number.get(), attempt, error = %e, "retrying a part");
+                tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn joined(
+    done: std::result::Result<Result<PartInfo>, tokio::task::JoinError>,
+    store: &Store,
+    key: &Key,
+) -> Result<PartInfo> {
+    match done {
+        Ok(r) => r,
+        Err(e) => Err(Error::new(
+            ErrorKind::Other,
+            Op::PutPart,
+            store.backend_name(),
+            format!("a part task failed: {e}"),
+        )
+        .with_key(key.as_str())),
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropped unfinished: abort in the background so that nothing is left behind.
+        if self.upload_id.is_some()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            self.tasks.abort_all();
+            let (backend, key, id) = (
+                self.store.backend().clone(),
+                self.key.clone(),
+                self.upload_id.take(),
+            );
+            handle.spawn(async move {
+                if let Some(id) = id
+                    && let Err(e) = backend.abort_multipart(&key, &id).await
+                {
+                    tracing::warn!(key = %key, error = %e, "aborting a dropped upload failed");
+                }
+            });
+        }
+    }
+}
+
+enum State {
+    Idle(Box<Engine>),
+    Busy(BoxFuture<'static, (Box<Engine>, Result<()>)>),
+    Gone,
+}
+
+/// A streaming upload: write with `tokio::io::AsyncWriteExt`, then [`Upload::finish`].
+///
+/// Data is cut into parts as it arrives; up to
+/// [`TransferConfig::concurrency`](super::TransferConfig::concurrency) parts upload at once,
+/// and writes wait while the memory budget is spent. Below one part, the object is written
+/// with a single PUT. `shutdown` (from `AsyncWriteExt`) flushes buffered bytes but does
+/// not complete: call [`Upload::finish`], or [`Upload::abort`]; an upload dropped without
+/// either is aborted in the background.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tokio::io::AsyncWriteExt;
+/// let store = cloudstore::Store::memory();
+/// let mut up = store.writer("logs/today.txt", &Default::default())?;
+/// up.write_all(b"line one\n").await?;
+/// up.write_all(b"line two\n").await?;
+/// let meta = up.finish().await?;
+/// assert_eq!(meta.size, 18);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+pub struct Upload {
+    state: State,
+    staging: BytesMut,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    pub(crate) fn new(store: Store, key: Key, opts: PutOptions) -> Upload {
+        Upload {
+            state: State::Idle(Box::new(Engine::new(store, key, opts))),
+            staging: BytesMut::new(),
+        }
+    }
+
+    fn engine(&mut self) -> Option<&mut Engine> {
+        match &mut self.state {
+            State::Idle(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Declares the total size in advance (before writing), so that parts are sized once
+    /// and progress reports a total.
+    pub fn with_size_hint(mut self, size: u64) -> Self {
+        if let Some(e) = self.engine()
+            && e.sizer.is_none()
+        {
+            e.size_hint = Some(size);
+        }
+        self
+    }
+
+    /// Calls `progress` as parts complete.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        if let Some(e) = self.engine() {
+            e.progress = Some(progress);
+        }
+        self
+    }
+
+    /// Adds owned bytes to the upload without copying them.
+    pub async fn write_bytes(&mut self, data: Bytes) -> Result<()> {
+        self.flush_staging().await?;
+        self.run(move |e| Box::pin(async move { e.push(data).await }))
+            .await
+    }
+
+    async fn flush_staging(&mut self) -> Result<()> {
+        if self.staging.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.staging.split().freeze();
+        self.run(move |e| Box::pin(async move { e.push(chunk).await }))
+            .await
+    }
+
+    async fn run<F>(&mut self, f: F) -> Result<()>
+    where
+        F: for<'a> FnOnce(&'a mut Engine) -> BoxFuture<'a, Result<()>>,
+    {
+        let mut engine = match std::mem::replace(&mut self.state, State::Gone) {
+            State::Idle(e) => e,
+            other => {
+                self.state = other;
+                return Err(Error::invalid_input(
+                    Op::PutPart,
+                    "cloudstore",
+                    "the upload is busy or gone",
+                ));
+            }
+        };
+        let r = f(&mut engine).await;
+        self.state = State::Idle(engine);
+        r
+    }
+
+    /// Completes the upload and returns the object's metadata. On failure the multipart
+    /// upload is aborted: nothing is left behind and no partial object is visible.
+    pub async fn finish(mut self) -> Result<ObjectMeta> {
+        self.settle().await?;
+        self.flush_staging().await?;
+        let mut engine = match std::mem::replace(&mut self.state, State::Gone) {
+            State::Idle(e) => e,
+            _ => {
+                return Err(Error::invalid_input(
+                    Op::CompleteMultipart,
+                    "cloudstore",
+                    "the upload is gone",
+                ));
+            }
+        };
+        engine.finish().await
+    }
+
+    /// Abandons the upload and removes what was uploaded.
+    pub async fn abort(mut self) -> Result<()> {
+        self.settle().await?;
+        if let State::Idle(mut e) = std::mem::replace(&mut self.state, State::Gone) {
+            e.abort_now().await;
+        }
+        Ok(())
+    }
+
+    /// Waits for a write in progress (left by a cancelled `poll_write`).
+    async fn settle(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Busy(fut) => {
+                let (engine, r) = fut.await;
+                self.state = State::Idle(engine);
+                r
+            }
+            other => {
+                self.state = other;
+                Ok(())
+            }
+        }
+    }
+
+    fn poll_busy(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let State::Busy(fut) = &mut self.state {
+            let (engine, r) = ready!(fut.as_mut().poll(cx));
+            self.state = State::Idle(engine);
+            r.map_err(io::Error::other)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_push(&mut self) {
+        let chunk = self.staging.split().freeze();
+        if let State::Idle(mut engine) = std::mem::replace(&mut self.state, State::Gone) {
+            self.state = State::Busy(Box::pin(async move {
+                let r = engine.push(chunk).await;
+                (engine, r)
+            }));
+        }
+    }
+}
+
+impl AsyncWrite for Upload {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(this.poll_busy(cx))?;
+        if matches!(this.state, State::Gone) {
+            return Poll::Ready(Err(io::Error::other("the upload is finished or aborted")));
+        }
+        if this.staging.len() >= STAGING {
+            this.start_push();
+            ready!(this.poll_busy(cx))?;
+        }
+        let n = buf.len().min(STAGING - this.staging.len().min(STAGING));
+        this.staging.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_busy(cx))?;
+        if !this.staging.is_empty() && matches!(this.state, State::Idle(_)) {
+            this.start_push();
+            ready!(this.poll_busy(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl Store {
+    /// A streaming upload to `key` (see [`Upload`]); `opts` gives the condition, content
+    /// type and metadata of the object it will write.
+    pub fn writer(&self, key: &str, opts: &PutOptions) -> Result<Upload> {
+        let k = self.full_key(Op::Put, key)?;
+        crate::backend::checks::check_attributes(
+            self.backend_name(),
+            Op::Put,
+            &k,
+            self.capabilities(),
+            opts,
+        )?;
+        Ok(Upload::new(self.clone(), k, opts.clone()))
+    }
+
+    /// Uploads a stream of owned chunks, sent as they are (no copy).
+    pub async fn upload_stream<S>(
+        &self,
+        key: &str,
+        stream: S,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta>
+    where
+        S: futures::Stream<Item = Result<Bytes>> + Send,
+    {
+        use futures::StreamExt;
+        let mut up = self.writer(key, opts)?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => up.write_bytes(c).await?,
+                Err(e) => {
+                    // A failing source must not become a short object.
+                    up.abort().await?;
+                    return Err(e);
+                }
+            }
+        }
+        up.finish().await
+    }
+}
+
+impl Store {
+    /// Uploads the file at `path`, reading its parts in parallel (positional reads, no
+    /// shared cursor). The file must not change meanwhile: if its size or modification time
+    /// differ at the end, the upload is aborted with an error.
+    pub async fn upload_file(
+        &self,
+        key: &str,
+        path: impl AsRef<std::path::Path>,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.upload_file_with_progress(key, path, opts, None).await
+    }
+
+    /// [`Store::upload_file`] reporting progress.
+    pub async fn upload_file_with_progress(
+        &self,
+        key: &str,
+        path: impl AsRef<std::path::Path>,
+        opts: &PutOptions,
+        progress: Option<ProgressFn>,
+    ) -> Result<ObjectMeta> {
+        use futures::{StreamExt, TryStreamExt};
+        let k = self.full_key(Op::Put, key)?;
+        crate::backend::checks::check_attributes(
+            self.backend_name(),
+            Op::Put,
+            &k,
+            self.capabilities(),
+            opts,
+        )?;
+        let path = path.as_ref().to_path_buf();
+        let io_err = |e: io::Error| {
+            Error::from_io(Op::Put, "cloudstore", e).with_key(path.display().to_string())
+        };
+        let file = Arc::new(std::fs::File::open(&path).map_err(io_err)?);
+        let before = file.metadata().map_err(io_err)?;
+        let size = before.len();
+        let cfg = self.transfer().config.clone();
+        let part = PartSizer::new(self.capabilities(), cfg.part_size, Some(size)).size_of(1);
+        let backend = self.backend().clone();
+        let read = |offset: u64, len: u64| {
+            let file = file.clone();
+            async move {
+                tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = BytesMut::zeroed(len as usize);
+                    file.read_exact_at(&mut buf, offset)?;
+                    Ok(buf.freeze())
+                })
+                .await
+                .map_err(io::Error::other)?
+            }
+        };
+        let unchanged = || -> Result<()> {
+            let after = std::fs::metadata(&path).map_err(io_err)?;
+            if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    Op::Put,
+                    self.backend_name(),
+                    "the file changed during the upload",
+                )
+                .with_key(k.as_str()));
+            }
+            Ok(())
+        };
+        if size <= part {
+            let data = read(0, size).await.map_err(io_err)?;
+            let mut up = self.writer(key, opts)?.with_size_hint(size);
+            if let Some(p) = progress {
+                up = up.with_progress(p);
+            }
+            up.write_bytes(data).await?;
+            unchanged()?;
+            return up.finish().await;
+        }
+        let id = backend.create_multipart(&k, opts).await?;
+        let count = size.div_ceil(part);
+        let done = Arc::new(AtomicU64::new(0));
+        let shared = self.transfer();
+        let global_units = shared.config.global_memory.div_ceil(UNIT).max(1);
+        let result: Result<Vec<(PartInfo, Crc32c)>> = futures::stream::iter(0..count)
+            .map(|i| {
+                let (backend, k, id, cfg, done, progress) = (
+                    backend.clone(),
+                    k.clone(),
+                    id.clone(),
+                    cfg.clone(),
+                    done.clone(),
+                    progress.clone(),
+                );
+                let memory = shared.memory.clone();
+                let offset = i * part;
+                let len = part.min(size - offset);
+                let read = read(offset, len);
+                async move {
+                    let _permit = memory
+                        .acquire_many_owned(units(len, global_units))
+                        .await
+                        .map_err(|_| {
+                            Error::new(
+                                ErrorKind::Other,
+                                Op::PutPart,
+                                backend.name(),
+                                "the memory budget was closed",
+                            )
+                        })?;
+                    let data = read.await.map_err(|e| {
+                        Error::from_io(Op::PutPart, backend.name(), e).with_key(k.as_str())
+                    })?;
+                    let mut crc = Crc32c::new();
+                    if cfg.checksum {
+                        crc.update(&data);
+                    }
+                    let number = PartNumber::new(i as u32 + 1)?;
+                    let info = put_part_with_retries(
+                        backend.as_ref(),
+                        &k,
+                        &id,
+                        number,
+                        Payload::from(data),
+                        &cfg,
+                    )
+                    .await?;
+                    let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
+                    if let Some(p) = &progress {
+                        p(Progress {
+                            bytes,
+                            total: Some(size),
+                            parts: i + 1,
+                        });
+                    }
+                    Ok((info, crc))
+                }
+            })
+            .buffer_unordered(cfg.concurrency.max(1))
+            .try_collect()
+            .await;
+        let completed = async {
+            let mut parts = result?;
+            unchanged()?;
+            parts.sort_by_key(|(p, _)| p.number);
+            let whole = parts
+                .iter()
+                .fold(Crc32c::new(), |acc, (_, c)| acc.combine(*c));
+            let infos: Vec<PartInfo> = parts.into_iter().map(|(p, _)| p).collect();
+            let mut extra = crate::object::Metadata::new();
+            if cfg.checksum && backend.capabilities().complete_metadata {
+                extra.insert(CHECKSUM_METADATA.into(), whole.to_hex());
+            }
+            backend
+                .complete_multipart_with_metadata(&k, &id, &infos, &opts.mode, &extra)
+                .await
+        }
+        .await;
+        match completed {
+            Ok(meta) => Ok(self.relative_meta(meta)),
+            Err(e) => {
+                if let Err(abort) = backend.abort_multipart(&k, &id).await {
+                    tracing::warn!(key = %k, error = %abort, "aborting a failed file upload failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}

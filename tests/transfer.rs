@@ -1,0 +1,547 @@
+//! The transfer engine on memory and fs: part sizing, parallelism, failures, checksums,
+//! downloads. A wrapper backend injects faults and observes what the engine sends.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use cloudstore::transfer::{CHECKSUM_METADATA, Crc32c};
+use cloudstore::{
+    Backend, Capabilities, CopyMode, Error, ErrorKind, GetOptions, GetResult, Key, ListPage,
+    ListRequest, MemoryBackend, Metadata, MultipartUploadInfo, ObjectMeta, Op, PartInfo,
+    PartNumber, Payload, PutMode, PutOptions, Store, TransferConfig, UploadId,
+};
+
+/// Memory with hooks: failing parts, counting concurrent part uploads, replacing the object
+/// before the n-th ranged read.
+#[derive(Debug, Default)]
+struct Hooks {
+    /// Part number -> (failures left, retryable).
+    fail_parts: Mutex<HashMap<u32, (u32, bool)>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    part_calls: AtomicUsize,
+    gets: AtomicUsize,
+    replace_on_get: Mutex<Option<usize>>,
+}
+
+#[derive(Debug, Clone)]
+struct Hooked {
+    inner: MemoryBackend,
+    hooks: Arc<Hooks>,
+}
+
+#[async_trait]
+impl Backend for Hooked {
+    fn name(&self) -> &str {
+        "hooked"
+    }
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+    async fn put(
+        &self,
+        key: &Key,
+        data: Payload,
+        opts: &PutOptions,
+    ) -> cloudstore::Result<ObjectMeta> {
+        self.inner.put(key, data, opts).await
+    }
+    async fn get(&self, key: &Key, opts: &GetOptions) -> cloudstore::Result<GetResult> {
+        let n = self.hooks.gets.fetch_add(1, Ordering::SeqCst) + 1;
+        let replace = *self.hooks.replace_on_get.lock().unwrap();
+        if replace == Some(n) {
+            self.inner
+                .put(key, Payload::from("a new version"), &PutOptions::default())
+                .await?;
+        }
+        self.inner.get(key, opts).await
+    }
+    async fn head(&self, key: &Key) -> cloudstore::Result<ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &Key) -> cloudstore::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, req: &ListRequest) -> cloudstore::Result<ListPage> {
+        self.inner.list(req).await
+    }
+    async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> cloudstore::Result<ObjectMeta> {
+        self.inner.copy(from, to, mode).await
+    }
+    async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> cloudstore::Result<UploadId> {
+        self.inner.create_multipart(key, opts).await
+    }
+    async fn put_part(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        part: PartNumber,
+        data: Payload,
+    ) -> cloudstore::Result<PartInfo> {
+        self.hooks.part_calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.hooks.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.hooks.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        // Let other parts start, so that concurrency is observable.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let failure = {
+            let mut f = self.hooks.fail_parts.lock().unwrap();
+            match f.get_mut(&part.get()) {
+                Some((left, retryable)) if *left > 0 => {
+                    *left -= 1;
+                    Some(*retryable)
+                }
+                _ => None,
+            }
+        };
+        let r = match failure {
+            Some(retryable) => {
+                Err(
+                    Error::new(ErrorKind::Other, Op::PutPart, "hooked", "injected failure")
+                        .with_retryable(retryable),
+                )
+            }
+            None => self.inner.put_part(key, upload, part, data).await,
+        };
+        self.hooks.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+    async fn complete_multipart(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+    ) -> cloudstore::Result<ObjectMeta> {
+        self.inner
+            .complete_multipart(key, upload, parts, mode)
+            .await
+    }
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        metadata: &Metadata,
+    ) -> cloudstore::Result<ObjectMeta> {
+        self.inner
+            .complete_multipart_with_metadata(key, upload, parts, mode, metadata)
+            .await
+    }
+    async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> cloudstore::Result<()> {
+        self.inner.abort_multipart(key, upload).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> cloudstore::Result<Vec<MultipartUploadInfo>> {
+        self.inner.list_multipart_uploads(prefix).await
+    }
+}
+
+/// Small limits so that a few hundred KiB make many parts.
+fn small_caps() -> Capabilities {
+    Capabilities {
+        min_part_size: 1024,
+        max_part_size: 64 * 1024,
+        max_parts: 1000,
+        max_object_size: Some(16 * 1024 * 1024),
+        ..Capabilities::s3_like()
+    }
+}
+
+fn config(part: u64, concurrency: usize) -> TransferConfig {
+    TransferConfig {
+        part_size: part,
+        concurrency,
+        upload_memory: part * (concurrency as u64 + 1),
+        global_memory: 16 * 1024 * 1024,
+        attempts: 3,
+        backoff: std::time::Duration::from_millis(1),
+        checksum: true,
+    }
+}
+
+fn hooked(caps: Capabilities, cfg: TransferConfig) -> (Store, Arc<Hooks>) {
+    let hooks = Arc::new(Hooks::default());
+    let backend = Hooked {
+        inner: MemoryBackend::with_capabilities(caps),
+        hooks: hooks.clone(),
+    };
+    (Store::new(backend).with_transfer_config(cfg), hooks)
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn crc_hex(bytes: &[u8]) -> String {
+    let mut c = Crc32c::new();
+    c.update(bytes);
+    c.to_hex()
+}
+
+async fn no_uploads_left(store: &Store) -> bool {
+    store.list_multipart_uploads(None).await.unwrap().is_empty()
+}
+
+#[tokio::test]
+async fn a_small_object_is_one_put_with_its_checksum() {
+    let (store, hooks) = hooked(small_caps(), config(4096, 4));
+    let mut up = store
+        .writer(
+            "small",
+            &PutOptions::default().with_content_type("text/plain"),
+        )
+        .unwrap();
+    up.write_all(b"hello ").await.unwrap();
+    up.write_all(b"world").await.unwrap();
+    let meta = up.finish().await.unwrap();
+    assert_eq!(meta.size, 11);
+    assert_eq!(
+        hooks.part_calls.load(Ordering::SeqCst),
+        0,
+        "no multipart for one part"
+    );
+    let head = store.head("small").await.unwrap();
+    assert_eq!(
+        head.metadata.get(CHECKSUM_METADATA),
+        Some(&crc_hex(b"hello world"))
+    );
+    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+}
+
+#[tokio::test]
+async fn odd_writes_become_parts_uploaded_in_parallel() {
+    let (store, hooks) = hooked(small_caps(), config(4096, 3));
+    let body = data(100_000, 7);
+    let mut up = store.writer("big", &PutOptions::default()).unwrap();
+    for chunk in body.chunks(777) {
+        up.write_all(chunk).await.unwrap();
+    }
+    let meta = up.finish().await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert_eq!(store.get_bytes("big").await.unwrap(), body);
+    let calls = hooks.part_calls.load(Ordering::SeqCst);
+    assert_eq!(calls, body.len().div_ceil(4096));
+    let max = hooks.max_in_flight.load(Ordering::SeqCst);
+    assert!(max <= 3, "{max} parts in flight, the limit is 3");
+    assert!(max >= 2, "parts never overlapped");
+    assert_eq!(
+        store
+            .head("big")
+            .await
+            .unwrap()
+            .metadata
+            .get(CHECKSUM_METADATA),
+        Some(&crc_hex(&body))
+    );
+    assert!(no_uploads_left(&store).await);
+}
+
+#[tokio::test]
+async fn an_unknown_size_grows_parts_to_fit_the_part_limit() {
+    // 8 parts at most, 1 KiB to 64 KiB each: 250 KiB only fits if parts grow.
+    let caps = Capabilities {
+        max_parts: 8,
+        max_object_size: Some(300 * 1024),
+        ..small_caps()
+    };
+    let (store, hooks) = hooked(caps.clone(), config(1024, 2));
+    let body = data(250 * 1024, 3);
+    let chunks: Vec<cloudstore::Result<Bytes>> = body
+        .chunks(10_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    store
+        .upload_stream(
+            "grown",
+            futures::stream::iter(chunks),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_bytes("grown").await.unwrap(), body);
+    assert!(hooks.part_calls.load(Ordering::SeqCst) <= 8);
+
+    // With the size known in advance the part size is chosen once.
+    let (store, hooks) = hooked(caps, config(1024, 2));
+    let mut up = store
+        .writer("known", &PutOptions::default())
+        .unwrap()
+        .with_size_hint(body.len() as u64);
+    up.write_all(&body).await.unwrap();
+    up.finish().await.unwrap();
+    assert!(hooks.part_calls.load(Ordering::SeqCst) <= 8);
+    assert_eq!(store.get_bytes("known").await.unwrap(), body);
+}
+
+#[tokio::test]
+async fn owned_bytes_reach_the_backend_without_a_copy() {
+    let store = Store::memory();
+    let chunk = Bytes::from(vec![5u8; 1000]);
+    let ptr = chunk.as_ptr();
+    store
+        .upload_stream(
+            "zero-copy",
+            futures::stream::iter([Ok(chunk)]),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let stored = store.get_bytes("zero-copy").await.unwrap();
+    assert_eq!(
+        stored.as_ptr(),
+        ptr,
+        "the stored bytes are the caller's buffer"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_part_is_retried() {
+    let (store, hooks) = hooked(small_caps(), config(1024, 2));
+    hooks.fail_parts.lock().unwrap().insert(3, (2, true));
+    let body = data(10_000, 1);
+    let mut up = store.writer("retried", &PutOptions::default()).unwrap();
+    up.write_all(&body).await.unwrap();
+    up.finish().await.unwrap();
+    assert_eq!(store.get_bytes("retried").await.unwrap(), body);
+    assert_eq!(
+        hooks.part_calls.load(Ordering::SeqCst),
+        body.len().div_ceil(1024) + 2
+    );
+}
+
+#[tokio::test]
+async fn a_final_failure_aborts_and_leaves_nothing() {
+    let (store, hooks) = hooked(small_caps(), config(1024, 2));
+    hooks.fail_parts.lock().unwrap().insert(4, (1, false));
+    let mut up = store.writer("failed", &PutOptions::default()).unwrap();
+    let written = up.write_all(&data(20_000, 2)).await;
+    let e = match written {
+        Err(e) => cloudstore::Error::new(ErrorKind::Other, Op::PutPart, "io", e.to_string()),
+        Ok(()) => up.finish().await.unwrap_err(),
+    };
+    assert!(e.to_string().contains("injected failure"), "{e}");
+    assert_eq!(
+        store.head("failed").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(no_uploads_left(&store).await);
+}
+
+#[tokio::test]
+async fn abort_and_drop_leave_nothing_behind() {
+    let (store, _) = hooked(small_caps(), config(1024, 2));
+    let mut up = store.writer("aborted", &PutOptions::default()).unwrap();
+    up.write_all(&data(5000, 3)).await.unwrap();
+    up.flush().await.unwrap();
+    up.abort().await.unwrap();
+    assert!(no_uploads_left(&store).await);
+    assert_eq!(
+        store.head("aborted").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    let mut up = store.writer("dropped", &PutOptions::default()).unwrap();
+    up.write_all(&data(5000, 4)).await.unwrap();
+    up.flush().await.unwrap();
+    assert!(
+        !no_uploads_left(&store).await,
+        "a multipart upload is in progress"
+    );
+    drop(up);
+    // The abort runs in the background: wait for it (bounded), then check.
+    for _ in 0..200 {
+        if no_uploads_left(&store).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(no_uploads_left(&store).await);
+    assert_eq!(
+        store.head("dropped").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_failing_source_stream_aborts_instead_of_storing_a_short_object() {
+    let (store, _) = hooked(small_caps(), config(1024, 2));
+    let chunks: Vec<cloudstore::Result<Bytes>> = vec![
+        Ok(Bytes::from(data(3000, 5))),
+        Err(Error::new(
+            ErrorKind::Other,
+            Op::Get,
+            "source",
+            "the source broke",
+        )),
+    ];
+    let e = store
+        .upload_stream(
+            "short",
+            futures::stream::iter(chunks),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("the source broke"));
+    assert_eq!(
+        store.head("short").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(no_uploads_left(&store).await);
+}
+
+#[tokio::test]
+async fn conditions_hold_on_multipart_uploads() {
+    let (store, _) = hooked(small_caps(), config(1024, 2));
+    store.put("taken", "first").await.unwrap();
+    let mut up = store.writer("taken", &PutOptions::create()).unwrap();
+    up.write_all(&data(10_000, 6)).await.unwrap();
+    assert_eq!(
+        up.finish().await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(store.get_bytes("taken").await.unwrap(), "first");
+    assert!(no_uploads_left(&store).await);
+}
+
+#[tokio::test]
+async fn progress_reaches_the_total() {
+    let (store, _) = hooked(small_caps(), config(1024, 2));
+    let last = Arc::new(Mutex::new(cloudstore::Progress::default()));
+    let l2 = last.clone();
+    let mut up = store
+        .writer("progress", &PutOptions::default())
+        .unwrap()
+        .with_size_hint(9000)
+        .with_progress(Arc::new(move |p| *l2.lock().unwrap() = p));
+    up.write_all(&data(9000, 8)).await.unwrap();
+    up.finish().await.unwrap();
+    let p = *last.lock().unwrap();
+    assert_eq!((p.bytes, p.total, p.parts), (9000, Some(9000), 9));
+}
+
+#[tokio::test]
+async fn files_upload_in_parallel_and_download_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, hooks) = hooked(small_caps(), config(4096, 4));
+    let body = data(150_000, 9);
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &body).unwrap();
+    let meta = store
+        .upload_file("file", &src, &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert!(hooks.max_in_flight.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        store
+            .head("file")
+            .await
+            .unwrap()
+            .metadata
+            .get(CHECKSUM_METADATA),
+        Some(&crc_hex(&body))
+    );
+
+    let dst = dir.path().join("out/dst.bin");
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    store.download_file("file", &dst).await.unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap(), body);
+    let leftovers: Vec<_> = std::fs::read_dir(dst.parent().unwrap()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
+
+    let mut reader = store.reader("file").await.unwrap();
+    let mut read = Vec::new();
+    reader.read_to_end(&mut read).await.unwrap();
+    assert_eq!(read, body);
+}
+
+#[tokio::test]
+async fn a_corrupt_object_is_refused_on_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::memory().with_transfer_config(config(4096, 2));
+    let body = data(20_000, 10);
+    let opts = PutOptions::default().with_metadata(CHECKSUM_METADATA, crc_hex(b"something else"));
+    store.put_opts("bad", body, &opts).await.unwrap();
+    let dst = dir.path().join("bad.bin");
+    let e = store.download_file("bad", &dst).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChecksumMismatch, "{e}");
+    assert!(!dst.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "temporary file left"
+    );
+    let mut reader = store.reader("bad").await.unwrap();
+    let mut sink = Vec::new();
+    let e = reader.read_to_end(&mut sink).await.unwrap_err();
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+}
+
+#[tokio::test]
+async fn an_object_replaced_mid_download_is_a_precondition_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, hooks) = hooked(small_caps(), config(1024, 1));
+    store.put("moving", data(10_000, 11)).await.unwrap();
+    *hooks.replace_on_get.lock().unwrap() = Some(3);
+    let dst = dir.path().join("moving.bin");
+    let e = store.download_file("moving", &dst).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
+    assert!(!dst.exists(), "a mixed file was left");
+}
+
+#[tokio::test]
+async fn the_global_budget_is_shared_by_clones() {
+    // Two uploads through clones of one store: both complete within one shared budget.
+    let (store, _) = hooked(
+        small_caps(),
+        TransferConfig {
+            global_memory: 8 * 1024,
+            ..config(2048, 2)
+        },
+    );
+    let other = store.clone();
+    let a = tokio::spawn(async move {
+        let mut up = store.writer("a", &PutOptions::default()).unwrap();
+        up.write_all(&data(50_000, 1)).await.unwrap();
+        up.finish().await.unwrap()
+    });
+    let b = tokio::spawn(async move {
+        let mut up = other.writer("b", &PutOptions::default()).unwrap();
+        up.write_all(&data(50_000, 2)).await.unwrap();
+        up.finish().await.unwrap()
+    });
+    assert_eq!(a.await.unwrap().size, 50_000);
+    assert_eq!(b.await.unwrap().size, 50_000);
+}
+
+#[tokio::test]
+async fn empty_objects_upload_and_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::memory();
+    let up = store.writer("empty", &PutOptions::default()).unwrap();
+    assert_eq!(up.finish().await.unwrap().size, 0);
+    let dst = dir.path().join("empty");
+    store.download_file("empty", &dst).await.unwrap();
+    assert_eq!(std::fs::read(&dst).unwrap().len(), 0);
+    let mut body = Vec::new();
+    store
+        .reader("empty")
+        .await
+        .unwrap()
+        .read_to_end(&mut body)
+        .await
+        .unwrap();
+    assert!(body.is_empty());
+}
