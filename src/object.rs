@@ -37,7 +37,7 @@ pub struct ObjectMeta {
 }
 
 /// How a write treats an object that may already exist.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PutMode {
     /// Replace whatever is there.
     #[default]

@@ -545,3 +545,120 @@ async fn empty_objects_upload_and_download() {
         .unwrap();
     assert!(body.is_empty());
 }
+
+#[tokio::test]
+async fn an_interrupted_file_upload_resumes_elsewhere_sending_only_missing_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = data(40_000, 12);
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &body).unwrap();
+    let cp_path = dir.path().join("upload.checkpoint.json");
+
+    // First process: part 7 fails for good.
+    let shared = MemoryBackend::with_capabilities(small_caps());
+    let hooks = Arc::new(Hooks::default());
+    hooks
+        .fail_parts
+        .lock()
+        .unwrap()
+        .insert(7, (u32::MAX, false));
+    let first = Store::new(Hooked {
+        inner: shared.clone(),
+        hooks: hooks.clone(),
+    })
+    .with_transfer_config(config(2048, 2));
+    let options = cloudstore::transfer::FileUploadOptions {
+        put: PutOptions::default().with_content_type("application/x-test"),
+        checkpoint: Some(cp_path.clone()),
+        ..Default::default()
+    };
+    let e = first
+        .upload_file_with("resumed", &src, &options)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("injected failure"), "{e}");
+    let cp = cloudstore::transfer::Checkpoint::load(&cp_path).unwrap();
+    assert!(!cp.parts.contains_key(&7));
+    assert!(!cp.parts.is_empty(), "no part was recorded");
+    assert_eq!(
+        first.list_multipart_uploads(None).await.unwrap().len(),
+        1,
+        "the upload must be kept"
+    );
+    assert_eq!(
+        first.head("resumed").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // Second process: a new store over the same data, no faults.
+    let hooks2 = Arc::new(Hooks::default());
+    let second = Store::new(Hooked {
+        inner: shared.clone(),
+        hooks: hooks2.clone(),
+    })
+    .with_transfer_config(config(2048, 2));
+    let meta = second.resume_upload(&cp_path, &src, None).await.unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    let expected_parts = body.len().div_ceil(2048) - cp.parts.len();
+    assert_eq!(
+        hooks2.part_calls.load(Ordering::SeqCst),
+        expected_parts,
+        "only missing parts are sent"
+    );
+    assert_eq!(second.get_bytes("resumed").await.unwrap(), body);
+    let head = second.head("resumed").await.unwrap();
+    assert_eq!(head.metadata.get(CHECKSUM_METADATA), Some(&crc_hex(&body)));
+    assert_eq!(head.content_type.as_deref(), Some("application/x-test"));
+    assert!(!cp_path.exists(), "the checkpoint is removed when done");
+    assert!(no_uploads_left(&second).await);
+}
+
+#[tokio::test]
+async fn resuming_with_a_changed_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, data(20_000, 13)).unwrap();
+    let cp_path = dir.path().join("cp.json");
+    let (store, hooks) = hooked(small_caps(), config(2048, 1));
+    hooks
+        .fail_parts
+        .lock()
+        .unwrap()
+        .insert(3, (u32::MAX, false));
+    let options = cloudstore::transfer::FileUploadOptions {
+        checkpoint: Some(cp_path.clone()),
+        ..Default::default()
+    };
+    store
+        .upload_file_with("k", &src, &options)
+        .await
+        .unwrap_err();
+    std::fs::write(&src, data(20_001, 14)).unwrap();
+    let e = store.resume_upload(&cp_path, &src, None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    store.abort_checkpoint(&cp_path).await.unwrap();
+    assert!(no_uploads_left(&store).await);
+    assert!(!cp_path.exists());
+}
+
+#[tokio::test]
+async fn where_completion_takes_no_metadata_the_file_checksum_is_stored_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = data(30_000, 15);
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &body).unwrap();
+    let caps = Capabilities {
+        complete_metadata: false,
+        ..small_caps()
+    };
+    let (store, _) = hooked(caps, config(2048, 2));
+    store
+        .upload_file("s3-like", &src, &PutOptions::default())
+        .await
+        .unwrap();
+    let head = store.head("s3-like").await.unwrap();
+    assert_eq!(head.metadata.get(CHECKSUM_METADATA), Some(&crc_hex(&body)));
+    let out = dir.path().join("out.bin");
+    store.download_file("s3-like", &out).await.unwrap();
+    assert_eq!(std::fs::read(out).unwrap(), body);
+}

@@ -20,6 +20,11 @@ impl Crc32c {
         Self::default()
     }
 
+    /// A CRC known by its value and the length it covers.
+    pub fn from_parts(value: u32, len: u64) -> Self {
+        Crc32c { crc: value, len }
+    }
+
     /// Adds `data`.
     pub fn update(&mut self, data: &[u8]) {
         self.crc = crc32c::crc32c_append(self.crc, data);

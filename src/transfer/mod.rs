@@ -39,10 +39,12 @@ use crate::backend::{Capabilities, MIB};
 
 mod checksum;
 mod download;
+mod file;
 mod upload;
 
 pub use checksum::{CHECKSUM_METADATA, Crc32c};
 pub use download::ObjectReader;
+pub use file::{Checkpoint, DonePart, FileUploadOptions};
 pub use upload::Upload;
 
 /// Policy of the transfer engine, per [`Store`](crate::Store).

@@ -20,7 +20,7 @@ use crate::object::{ObjectMeta, PartInfo, PartNumber, Payload, PutOptions, Uploa
 use crate::store::Store;
 
 /// Memory is counted in KiB so that a part of several GiB fits a semaphore request.
-const UNIT: u64 = 1024;
+pub(super) const UNIT: u64 = 1024;
 /// `AsyncWrite` input is gathered into chunks of this size before it joins a part.
 const STAGING: usize = 256 * 1024;
 
@@ -54,7 +54,7 @@ struct Engine {
     closed: bool,
 }
 
-fn units(bytes: u64, cap: u64) -> u32 {
+pub(super) fn units(bytes: u64, cap: u64) -> u32 {
     bytes
         .div_ceil(UNIT)
         .clamp(1, cap.max(1))
@@ -328,7 +328,7 @@ impl Engine {
 
 /// Uploads one part, retrying with backoff what can be retried; the payload's bytes are
 /// shared, not copied, between attempts.
-async fn put_part_with_retries(
+pub(super) async fn put_part_with_retries(
     backend: &dyn crate::Backend,
     key: &Key,
     id: &UploadId,
@@ -632,172 +632,5 @@ impl Store {
             }
         }
         up.finish().await
-    }
-}
-
-impl Store {
-    /// Uploads the file at `path`, reading its parts in parallel (positional reads, no
-    /// shared cursor). The file must not change meanwhile: if its size or modification time
-    /// differ at the end, the upload is aborted with an error.
-    pub async fn upload_file(
-        &self,
-        key: &str,
-        path: impl AsRef<std::path::Path>,
-        opts: &PutOptions,
-    ) -> Result<ObjectMeta> {
-        self.upload_file_with_progress(key, path, opts, None).await
-    }
-
-    /// [`Store::upload_file`] reporting progress.
-    pub async fn upload_file_with_progress(
-        &self,
-        key: &str,
-        path: impl AsRef<std::path::Path>,
-        opts: &PutOptions,
-        progress: Option<ProgressFn>,
-    ) -> Result<ObjectMeta> {
-        use futures::{StreamExt, TryStreamExt};
-        let k = self.full_key(Op::Put, key)?;
-        crate::backend::checks::check_attributes(
-            self.backend_name(),
-            Op::Put,
-            &k,
-            self.capabilities(),
-            opts,
-        )?;
-        let path = path.as_ref().to_path_buf();
-        let io_err = |e: io::Error| {
-            Error::from_io(Op::Put, "cloudstore", e).with_key(path.display().to_string())
-        };
-        let file = Arc::new(std::fs::File::open(&path).map_err(io_err)?);
-        let before = file.metadata().map_err(io_err)?;
-        let size = before.len();
-        let cfg = self.transfer().config.clone();
-        let part = PartSizer::new(self.capabilities(), cfg.part_size, Some(size)).size_of(1);
-        let backend = self.backend().clone();
-        let read = |offset: u64, len: u64| {
-            let file = file.clone();
-            async move {
-                tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-                    use std::os::unix::fs::FileExt;
-                    let mut buf = BytesMut::zeroed(len as usize);
-                    file.read_exact_at(&mut buf, offset)?;
-                    Ok(buf.freeze())
-                })
-                .await
-                .map_err(io::Error::other)?
-            }
-        };
-        let unchanged = || -> Result<()> {
-            let after = std::fs::metadata(&path).map_err(io_err)?;
-            if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    Op::Put,
-                    self.backend_name(),
-                    "the file changed during the upload",
-                )
-                .with_key(k.as_str()));
-            }
-            Ok(())
-        };
-        if size <= part {
-            let data = read(0, size).await.map_err(io_err)?;
-            let mut up = self.writer(key, opts)?.with_size_hint(size);
-            if let Some(p) = progress {
-                up = up.with_progress(p);
-            }
-            up.write_bytes(data).await?;
-            unchanged()?;
-            return up.finish().await;
-        }
-        let id = backend.create_multipart(&k, opts).await?;
-        let count = size.div_ceil(part);
-        let done = Arc::new(AtomicU64::new(0));
-        let shared = self.transfer();
-        let global_units = shared.config.global_memory.div_ceil(UNIT).max(1);
-        let result: Result<Vec<(PartInfo, Crc32c)>> = futures::stream::iter(0..count)
-            .map(|i| {
-                let (backend, k, id, cfg, done, progress) = (
-                    backend.clone(),
-                    k.clone(),
-                    id.clone(),
-                    cfg.clone(),
-                    done.clone(),
-                    progress.clone(),
-                );
-                let memory = shared.memory.clone();
-                let offset = i * part;
-                let len = part.min(size - offset);
-                let read = read(offset, len);
-                async move {
-                    let _permit = memory
-                        .acquire_many_owned(units(len, global_units))
-                        .await
-                        .map_err(|_| {
-                            Error::new(
-                                ErrorKind::Other,
-                                Op::PutPart,
-                                backend.name(),
-                                "the memory budget was closed",
-                            )
-                        })?;
-                    let data = read.await.map_err(|e| {
-                        Error::from_io(Op::PutPart, backend.name(), e).with_key(k.as_str())
-                    })?;
-                    let mut crc = Crc32c::new();
-                    if cfg.checksum {
-                        crc.update(&data);
-                    }
-                    let number = PartNumber::new(i as u32 + 1)?;
-                    let info = put_part_with_retries(
-                        backend.as_ref(),
-                        &k,
-                        &id,
-                        number,
-                        Payload::from(data),
-                        &cfg,
-                    )
-                    .await?;
-                    let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
-                    if let Some(p) = &progress {
-                        p(Progress {
-                            bytes,
-                            total: Some(size),
-                            parts: i + 1,
-                        });
-                    }
-                    Ok((info, crc))
-                }
-            })
-            .buffer_unordered(cfg.concurrency.max(1))
-            .try_collect()
-            .await;
-        let completed = async {
-            let mut parts = result?;
-            unchanged()?;
-            parts.sort_by_key(|(p, _)| p.number);
-            let whole = parts
-                .iter()
-                .fold(Crc32c::new(), |acc, (_, c)| acc.combine(*c));
-            let infos: Vec<PartInfo> = parts.into_iter().map(|(p, _)| p).collect();
-            let mut extra = crate::object::Metadata::new();
-            if cfg.checksum && backend.capabilities().complete_metadata {
-                extra.insert(CHECKSUM_METADATA.into(), whole.to_hex());
-            }
-            backend
-                .complete_multipart_with_metadata(&k, &id, &infos, &opts.mode, &extra)
-                .await
-        }
-        .await;
-        match completed {
-            Ok(meta) => Ok(self.relative_meta(meta)),
-            Err(e) => {
-                if let Err(abort) = backend.abort_multipart(&k, &id).await {
-                    tracing::warn!(key = %k, error = %abort, "aborting a failed file upload failed");
-                }
-                Err(e)
-            }
-        }
     }
 }

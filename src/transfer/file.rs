@@ -1,0 +1,456 @@
+//! File uploads: parts read in parallel with positional reads, and checkpoints that let
+//! another process finish an interrupted upload, re-sending only the missing parts.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+
+use super::checksum::{CHECKSUM_METADATA, Crc32c};
+use super::upload::{UNIT, put_part_with_retries, units};
+use super::{PartSizer, Progress, ProgressFn};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{ObjectMeta, PartInfo, PartNumber, Payload, PutMode, PutOptions, UploadId};
+use crate::store::Store;
+
+/// Where an interrupted file upload stands: enough for [`Store::resume_upload`] to finish
+/// it from another process. Saved as JSON ([`Checkpoint::save`], [`Checkpoint::load`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Format version of this record.
+    pub format: u32,
+    /// The key, as the backend knows it (store prefix included).
+    pub key: Key,
+    /// The multipart upload.
+    pub upload_id: UploadId,
+    /// The condition the completion will carry.
+    pub mode: PutMode,
+    /// Size of every part but the last.
+    pub part_size: u64,
+    /// Size of the file.
+    pub size: u64,
+    /// The file's modification time (ns since the epoch), to refuse a changed file.
+    pub modified_ns: u128,
+    /// Whether the object's CRC32C was stored when the upload was created (backends that
+    /// cannot add metadata at completion) rather than at completion.
+    pub checksum_at_create: bool,
+    /// Parts uploaded so far, with the CRC32C of each.
+    pub parts: BTreeMap<u32, DonePart>,
+}
+
+/// One uploaded part in a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DonePart {
+    /// What the completion needs.
+    pub info: PartInfo,
+    /// CRC32C of the part's bytes.
+    pub crc32c: u32,
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                Op::PutPart,
+                "cloudstore",
+                "cannot encode the checkpoint",
+            )
+            .with_source(e)
+        })?;
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        let io_err =
+            |e| Error::from_io(Op::PutPart, "cloudstore", e).with_key(path.display().to_string());
+        std::fs::write(&tmp, json).map_err(io_err)?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(e)
+        })
+    }
+
+    /// Reads a checkpoint saved by [`Checkpoint::save`].
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let raw = std::fs::read(path).map_err(|e| {
+            Error::from_io(Op::PutPart, "cloudstore", e).with_key(path.display().to_string())
+        })?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            Error::invalid_input(Op::PutPart, "cloudstore", format!("not a checkpoint: {e}"))
+                .with_key(path.display().to_string())
+        })
+    }
+}
+
+/// Options of [`Store::upload_file_with`].
+#[derive(Clone, Default)]
+pub struct FileUploadOptions {
+    /// Condition, content type and metadata of the object.
+    pub put: PutOptions,
+    /// Called as parts complete.
+    pub progress: Option<ProgressFn>,
+    /// Save a [`Checkpoint`] here after every part. On failure the multipart upload is then
+    /// kept (for [`Store::resume_upload`]) instead of aborted; on success the file is
+    /// removed. Use [`Store::abort_checkpoint`] to give up.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for FileUploadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileUploadOptions")
+            .field("put", &self.put)
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn modified_ns(m: &std::fs::Metadata) -> u128 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A file opened for positional reads.
+struct Source {
+    file: Arc<std::fs::File>,
+    path: PathBuf,
+}
+
+impl Source {
+    fn open(path: &Path) -> Result<(Source, std::fs::Metadata)> {
+        let io_err =
+            |e| Error::from_io(Op::Put, "cloudstore", e).with_key(path.display().to_string());
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        Ok((
+            Source {
+                file: Arc::new(file),
+                path: path.to_path_buf(),
+            },
+            meta,
+        ))
+    }
+
+    async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
+        let file = self.file.clone();
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+            use std::os::unix::fs::FileExt;
+            let mut buf = BytesMut::zeroed(len as usize);
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf.freeze())
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| Error::from_io(Op::Put, "cloudstore", e).with_key(path))
+    }
+
+    /// The CRC32C of the whole file, in one sequential pass (hardware CRC is far faster
+    /// than the network, so this costs one read of the file).
+    async fn crc(&self) -> Result<Crc32c> {
+        let file = self.file.clone();
+        let path = self.path.display().to_string();
+        tokio::task::spawn_blocking(move || -> io::Result<Crc32c> {
+            use std::os::unix::fs::FileExt;
+            let mut crc = Crc32c::new();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut offset = 0u64;
+            loop {
+                let n = file.read_at(&mut buf, offset)?;
+                if n == 0 {
+                    return Ok(crc);
+                }
+                crc.update(&buf[..n]);
+                offset += n as u64;
+            }
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| Error::from_io(Op::Put, "cloudstore", e).with_key(path))
+    }
+
+    fn check_unchanged(&self, key: &Key, size: u64, modified: u128) -> Result<()> {
+        let m = std::fs::metadata(&self.path).map_err(|e| {
+            Error::from_io(Op::Put, "cloudstore", e).with_key(self.path.display().to_string())
+        })?;
+        if m.len() != size || modified_ns(&m) != modified {
+            return Err(Error::invalid_input(
+                Op::Put,
+                "cloudstore",
+                "the file changed during the upload",
+            )
+            .with_key(key.as_str()));
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Uploads the file at `path`, reading its parts in parallel (positional reads, no
+    /// shared cursor). The file must not change meanwhile: if its size or modification time
+    /// differ at the end, the upload is aborted with an error.
+    pub async fn upload_file(
+        &self,
+        key: &str,
+        path: impl AsRef<Path>,
+        opts: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        let options = FileUploadOptions {
+            put: opts.clone(),
+            ..Default::default()
+        };
+        self.upload_file_with(key, path, &options).await
+    }
+
+    /// [`Store::upload_file`] with progress and an optional checkpoint.
+    pub async fn upload_file_with(
+        &self,
+        key: &str,
+        path: impl AsRef<Path>,
+        options: &FileUploadOptions,
+    ) -> Result<ObjectMeta> {
+        let k = self.full_key(Op::Put, key)?;
+        let opts = &options.put;
+        crate::backend::checks::check_attributes(
+            self.backend_name(),
+            Op::Put,
+            &k,
+            self.capabilities(),
+            opts,
+        )?;
+        let (source, before) = Source::open(path.as_ref())?;
+        let size = before.len();
+        let cfg = self.transfer().config.clone();
+        let part = PartSizer::new(self.capabilities(), cfg.part_size, Some(size)).size_of(1);
+        if size <= part {
+            // One part: a single PUT through the writer.
+            let data = source.read(0, size).await?;
+            let mut up = self.writer(key, opts)?.with_size_hint(size);
+            if let Some(p) = &options.progress {
+                up = up.with_progress(p.clone());
+            }
+            up.write_bytes(data).await?;
+            source.check_unchanged(&k, size, modified_ns(&before))?;
+            return up.finish().await;
+        }
+        let backend = self.backend().clone();
+        // Where metadata cannot be added at completion, the checksum goes in at creation,
+        // which needs one pass over the file first.
+        let checksum_at_create = cfg.checksum && !backend.capabilities().complete_metadata;
+        let mut create_opts = opts.clone();
+        if checksum_at_create {
+            create_opts
+                .metadata
+                .insert(CHECKSUM_METADATA.into(), source.crc().await?.to_hex());
+        }
+        let upload_id = backend.create_multipart(&k, &create_opts).await?;
+        let checkpoint = Checkpoint {
+            format: 1,
+            key: k,
+            upload_id,
+            mode: opts.mode.clone(),
+            part_size: part,
+            size,
+            modified_ns: modified_ns(&before),
+            checksum_at_create,
+            parts: BTreeMap::new(),
+        };
+        if let Some(p) = &options.checkpoint {
+            checkpoint.save(p)?;
+        }
+        self.run_file(
+            source,
+            checkpoint,
+            options.checkpoint.clone(),
+            options.progress.clone(),
+        )
+        .await
+    }
+
+    /// Finishes the upload a [`Checkpoint`] describes, re-sending only the parts it does not
+    /// list, from the same (unchanged) file. The checkpoint file is updated as parts
+    /// complete and removed at the end.
+    pub async fn resume_upload(
+        &self,
+        checkpoint_path: impl AsRef<Path>,
+        file: impl AsRef<Path>,
+        progress: Option<ProgressFn>,
+    ) -> Result<ObjectMeta> {
+        let checkpoint_path = checkpoint_path.as_ref().to_path_buf();
+        let cp = Checkpoint::load(&checkpoint_path)?;
+        let (source, meta) = Source::open(file.as_ref())?;
+        if meta.len() != cp.size || modified_ns(&meta) != cp.modified_ns {
+            return Err(Error::invalid_input(
+                Op::Put,
+                self.backend_name(),
+                "the file is not the one the checkpoint was made from (size or modification time differ)",
+            )
+            .with_key(cp.key.as_str()));
+        }
+        self.run_file(source, cp, Some(checkpoint_path), progress)
+            .await
+    }
+
+    /// Gives up the upload a checkpoint describes: aborts it and removes the checkpoint.
+    pub async fn abort_checkpoint(&self, checkpoint_path: impl AsRef<Path>) -> Result<()> {
+        let cp = Checkpoint::load(checkpoint_path.as_ref())?;
+        self.backend()
+            .abort_multipart(&cp.key, &cp.upload_id)
+            .await?;
+        let _ = std::fs::remove_file(checkpoint_path.as_ref());
+        Ok(())
+    }
+
+    /// Sends the parts a checkpoint lacks, then completes.
+    async fn run_file(
+        &self,
+        source: Source,
+        checkpoint: Checkpoint,
+        checkpoint_path: Option<PathBuf>,
+        progress: Option<ProgressFn>,
+    ) -> Result<ObjectMeta> {
+        let cfg = self.transfer().config.clone();
+        let backend = self.backend().clone();
+        let (size, part) = (checkpoint.size, checkpoint.part_size.max(1));
+        let count = size.div_ceil(part);
+        let missing: Vec<u64> = (0..count)
+            .filter(|i| !checkpoint.parts.contains_key(&(*i as u32 + 1)))
+            .collect();
+        let done_bytes: u64 = checkpoint.parts.values().map(|p| p.info.size).sum();
+        let done = Arc::new(AtomicU64::new(done_bytes));
+        let parts_done = Arc::new(AtomicU64::new(checkpoint.parts.len() as u64));
+        let state = Arc::new(Mutex::new(checkpoint));
+        let shared = self.transfer();
+        let global_units = shared.config.global_memory.div_ceil(UNIT).max(1);
+        let (key, id) = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            (s.key.clone(), s.upload_id.clone())
+        };
+        let source = Arc::new(source);
+        let sent: Result<()> = futures::stream::iter(missing)
+            .map(|i| {
+                let (backend, key, id, cfg) =
+                    (backend.clone(), key.clone(), id.clone(), cfg.clone());
+                let (done, parts_done, progress, state) = (
+                    done.clone(),
+                    parts_done.clone(),
+                    progress.clone(),
+                    state.clone(),
+                );
+                let (memory, source, cp_path) = (
+                    shared.memory.clone(),
+                    source.clone(),
+                    checkpoint_path.clone(),
+                );
+                async move {
+                    let offset = i * part;
+                    let len = part.min(size - offset);
+                    let _permit = memory
+                        .acquire_many_owned(units(len, global_units))
+                        .await
+                        .map_err(|_| {
+                            Error::new(
+                                ErrorKind::Other,
+                                Op::PutPart,
+                                backend.name(),
+                                "the memory budget was closed",
+                            )
+                        })?;
+                    let data = source.read(offset, len).await?;
+                    let mut crc = Crc32c::new();
+                    crc.update(&data);
+                    let number = PartNumber::new(i as u32 + 1)?;
+                    let info = put_part_with_retries(
+                        backend.as_ref(),
+                        &key,
+                        &id,
+                        number,
+                        Payload::from(data),
+                        &cfg,
+                    )
+                    .await?;
+                    {
+                        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                        s.parts.insert(
+                            number.get(),
+                            DonePart {
+                                info,
+                                crc32c: crc.value(),
+                            },
+                        );
+                        if let Some(p) = &cp_path {
+                            s.save(p)?;
+                        }
+                    }
+                    let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
+                    let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(p) = &progress {
+                        p(Progress {
+                            bytes,
+                            total: Some(size),
+                            parts,
+                        });
+                    }
+                    Ok(())
+                }
+            })
+            .buffer_unordered(cfg.concurrency.max(1))
+            .try_collect()
+            .await;
+        let cp = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let completed = async {
+            sent?;
+            source.check_unchanged(&key, size, cp.modified_ns)?;
+            let mut whole = Crc32c::new();
+            let mut infos = Vec::with_capacity(cp.parts.len());
+            for p in cp.parts.values() {
+                let part_crc = crc_of(p.crc32c, p.info.size);
+                whole = whole.combine(part_crc);
+                infos.push(p.info.clone());
+            }
+            let mut extra = crate::object::Metadata::new();
+            if cfg.checksum && !cp.checksum_at_create && backend.capabilities().complete_metadata {
+                extra.insert(CHECKSUM_METADATA.into(), whole.to_hex());
+            }
+            backend
+                .complete_multipart_with_metadata(&key, &id, &infos, &cp.mode, &extra)
+                .await
+        }
+        .await;
+        match completed {
+            Ok(meta) => {
+                if let Some(p) = &checkpoint_path {
+                    let _ = std::fs::remove_file(p);
+                }
+                Ok(self.relative_meta(meta))
+            }
+            Err(e) if checkpoint_path.is_some() && e.kind() != ErrorKind::InvalidInput => {
+                // Resumable: keep the upload and the checkpoint.
+                Err(e)
+            }
+            Err(e) => {
+                if let Err(abort) = backend.abort_multipart(&key, &id).await {
+                    tracing::warn!(key = %key, error = %abort, "aborting a failed file upload failed");
+                }
+                if let Some(p) = &checkpoint_path {
+                    let _ = std::fs::remove_file(p);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A [`Crc32c`] from a stored value and length.
+fn crc_of(value: u32, len: u64) -> Crc32c {
+    Crc32c::from_parts(value, len)
+}
