@@ -27,6 +27,10 @@ struct Hooks {
     part_calls: AtomicUsize,
     gets: AtomicUsize,
     replace_on_get: Mutex<Option<usize>>,
+    /// Cut the body of the n-th read short (a dropped connection).
+    truncate_get: Mutex<Option<usize>>,
+    /// When set, part uploads wait for a permit (to hold them in flight).
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +63,21 @@ impl Backend for Hooked {
                 .put(key, Payload::from("a new version"), &PutOptions::default())
                 .await?;
         }
-        self.inner.get(key, opts).await
+        let mut res = self.inner.get(key, opts).await?;
+        if *self.hooks.truncate_get.lock().unwrap() == Some(n) {
+            let all = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
+            let half = (res.range.end - res.range.start) as usize / 2;
+            let bytes: Vec<Bytes> = futures::StreamExt::collect::<Vec<_>>(all)
+                .await
+                .into_iter()
+                .map(|b| b.unwrap())
+                .collect();
+            let joined: Vec<u8> = bytes.concat();
+            res.body = Box::pin(futures::stream::iter([Ok(Bytes::from(
+                joined[..half].to_vec(),
+            ))]));
+        }
+        Ok(res)
     }
     async fn head(&self, key: &Key) -> cloudstore::Result<ObjectMeta> {
         self.inner.head(key).await
@@ -85,6 +103,10 @@ impl Backend for Hooked {
     ) -> cloudstore::Result<PartInfo> {
         self.hooks.part_calls.fetch_add(1, Ordering::SeqCst);
         let now = self.hooks.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let gate = self.hooks.gate.lock().unwrap().clone();
+        if let Some(g) = gate {
+            let _ = g.acquire().await;
+        }
         self.hooks.max_in_flight.fetch_max(now, Ordering::SeqCst);
         // Let other parts start, so that concurrency is observable.
         tokio::task::yield_now().await;
@@ -661,4 +683,125 @@ async fn where_completion_takes_no_metadata_the_file_checksum_is_stored_at_creat
     let out = dir.path().join("out.bin");
     store.download_file("s3-like", &out).await.unwrap();
     assert_eq!(std::fs::read(out).unwrap(), body);
+}
+
+#[tokio::test]
+async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
+    let (store, hooks) = hooked(
+        small_caps(),
+        TransferConfig {
+            checksum: false,
+            ..config(2048, 2)
+        },
+    );
+    let body = data(10_000, 16);
+    store.put("cut", body.clone()).await.unwrap();
+    *hooks.truncate_get.lock().unwrap() = Some(2);
+    let mut read = Vec::new();
+    store
+        .reader("cut")
+        .await
+        .unwrap()
+        .read_to_end(&mut read)
+        .await
+        .unwrap();
+    assert!(
+        read == body,
+        "read {} bytes, expected {}",
+        read.len(),
+        body.len()
+    );
+    *hooks.truncate_get.lock().unwrap() = Some(hooks.gets.load(Ordering::SeqCst) + 3);
+    let dir = tempfile::tempdir().unwrap();
+    store
+        .download_file("cut", dir.path().join("cut"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("cut")).unwrap(), body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_budget_bounds_parts_in_flight_across_clones() {
+    // Two uploads, 4 parts in flight each by configuration, share a budget of 2 parts.
+    let cfg = TransferConfig {
+        global_memory: 2 * 2048,
+        upload_memory: 8 * 2048,
+        ..config(2048, 4)
+    };
+    let (store, hooks) = hooked(small_caps(), cfg);
+    let writers: Vec<_> = (0..2u8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut up = store
+                    .writer(&format!("w{i}"), &PutOptions::default())
+                    .unwrap();
+                up.write_all(&data(20 * 2048, i)).await.unwrap();
+                up.finish().await.unwrap()
+            })
+        })
+        .collect();
+    for w in writers {
+        assert_eq!(w.await.unwrap().size, 20 * 2048);
+    }
+    let max = hooks.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        max <= 2,
+        "{max} parts were held at once; the shared budget holds 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_mid_way_leaves_no_upload() {
+    let (store, hooks) = hooked(small_caps(), config(1024, 2));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *hooks.gate.lock().unwrap() = Some(gate.clone());
+    let body = data(600_000, 17);
+    let mut up = store.writer("cancelled", &PutOptions::default()).unwrap();
+    // Parts block at the gate, the budget fills, the write waits: cancel it there.
+    let r = tokio::time::timeout(std::time::Duration::from_millis(200), up.write_all(&body)).await;
+    assert!(
+        r.is_err(),
+        "the write should have been waiting on back-pressure"
+    );
+    drop(up);
+    gate.add_permits(1000);
+    for _ in 0..400 {
+        if no_uploads_left(&store).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(no_uploads_left(&store).await);
+    assert_eq!(
+        store.head("cancelled").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn shutdown_completes_the_upload() {
+    let (store, _) = hooked(small_caps(), config(1024, 2));
+    let body = data(5000, 18);
+    let mut up = store.writer("shut", &PutOptions::default()).unwrap();
+    up.write_all(&body).await.unwrap();
+    up.shutdown().await.unwrap();
+    assert_eq!(store.get_bytes("shut").await.unwrap(), body);
+    assert_eq!(up.finish().await.unwrap().size, 5000);
+}
+
+#[tokio::test]
+async fn writing_past_the_size_hint_is_refused() {
+    let (store, _) = hooked(small_caps(), config(1024, 2));
+    let mut up = store
+        .writer("hinted", &PutOptions::default())
+        .unwrap()
+        .with_size_hint(3000);
+    let r = up.write_all(&data(5000, 19)).await;
+    let e = match r {
+        Err(e) => e.to_string(),
+        Ok(()) => up.finish().await.unwrap_err().to_string(),
+    };
+    assert!(e.contains("declared size"), "{e}");
+    assert!(no_uploads_left(&store).await);
 }

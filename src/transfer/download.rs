@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -28,18 +28,15 @@ fn ranges(size: u64, chunk: u64) -> Vec<Range<u64>> {
         .collect()
 }
 
-/// Reads one range of the version `etag`, retrying what can be retried; a replaced object
-/// gives `PreconditionFailed`. Each received chunk goes to `sink` with its offset.
-async fn fetch_range<F>(
+/// Reads one range of the version `etag` into memory (at most one part), retrying what can
+/// be retried (each attempt starts the range afresh); a replaced object gives
+/// `PreconditionFailed`.
+async fn fetch_range(
     store: &Store,
     key: &Key,
     etag: Option<&str>,
     range: Range<u64>,
-    mut sink: F,
-) -> Result<Crc32c>
-where
-    F: FnMut(u64, Bytes) -> futures::future::BoxFuture<'static, Result<()>>,
-{
+) -> Result<(Vec<Bytes>, Crc32c)> {
     let cfg = &store.transfer().config;
     let mut attempt = 1;
     loop {
@@ -48,21 +45,19 @@ where
             if_match: etag.map(str::to_string),
             ..Default::default()
         };
-        let attempt_result: Result<Crc32c> = async {
+        let attempt_result: Result<(Vec<Bytes>, Crc32c)> = async {
             let res = store.backend().get(key, &opts).await?;
             let mut crc = Crc32c::new();
-            let mut offset = range.start;
+            let mut chunks = Vec::new();
             let mut body = res.into_checked_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 if cfg.checksum {
                     crc.update(&chunk);
                 }
-                let len = chunk.len() as u64;
-                sink(offset, chunk).await?;
-                offset += len;
+                chunks.push(chunk);
             }
-            Ok(crc)
+            Ok((chunks, crc))
         }
         .await;
         match attempt_result {
@@ -157,36 +152,30 @@ impl Store {
                         (done.clone(), parts_done.clone(), progress.clone());
                     let total = meta.size;
                     async move {
-                        let sink = |offset: u64, chunk: Bytes| {
-                            let file = file.clone();
-                            let done = done.clone();
-                            let fut: futures::future::BoxFuture<'static, Result<()>> =
-                                Box::pin(async move {
-                                    let len = chunk.len() as u64;
-                                    tokio::task::spawn_blocking(move || {
-                                        use std::os::unix::fs::FileExt;
-                                        file.write_all_at(&chunk, offset)
-                                    })
-                                    .await
-                                    .map_err(|e| {
-                                        Error::new(
-                                            ErrorKind::Other,
-                                            Op::Get,
-                                            "cloudstore",
-                                            e.to_string(),
-                                        )
-                                    })?
-                                    .map_err(|e| Error::from_io(Op::Get, "cloudstore", e))?;
-                                    done.fetch_add(len, Ordering::Relaxed);
-                                    Ok(())
-                                });
-                            fut
-                        };
-                        let crc = fetch_range(&store, &k, etag.as_deref(), r, sink).await?;
+                        let offset = r.start;
+                        let (chunks, crc) = fetch_range(&store, &k, etag.as_deref(), r).await?;
+                        // One blocking hop per range: positional writes of its chunks.
+                        let len = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+                            use std::os::unix::fs::FileExt;
+                            let mut at = offset;
+                            for c in &chunks {
+                                file.write_all_at(c, at)?;
+                                at += c.len() as u64;
+                            }
+                            Ok(at - offset)
+                        })
+                        .await
+                        .map_err(|e| {
+                            Error::new(ErrorKind::Other, Op::Get, "cloudstore", e.to_string())
+                        })?
+                        .map_err(|e| {
+                            Error::from_io(Op::Get, "cloudstore", e).with_key(k.as_str())
+                        })?;
+                        let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
                         let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
                         if let Some(p) = &progress {
                             p(Progress {
-                                bytes: done.load(Ordering::Relaxed),
+                                bytes,
                                 total: Some(total),
                                 parts,
                             });
@@ -242,23 +231,14 @@ impl Store {
             .map(move |r| {
                 let (store, k, etag) = (store.clone(), k.clone(), etag.clone());
                 async move {
-                    let buf = Arc::new(std::sync::Mutex::new(BytesMut::with_capacity(
-                        (r.end - r.start) as usize,
-                    )));
-                    let b2 = buf.clone();
-                    fetch_range(&store, &k, etag.as_deref(), r, move |_, chunk| {
-                        b2.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .extend_from_slice(&chunk);
-                        Box::pin(async { Ok(()) })
-                    })
-                    .await?;
-                    let bytes = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()))
-                        .freeze();
-                    Ok::<_, Error>(bytes)
+                    fetch_range(&store, &k, etag.as_deref(), r)
+                        .await
+                        .map(|(chunks, _)| chunks)
                 }
             })
-            .buffered(cfg.concurrency.max(1));
+            .buffered(cfg.concurrency.max(1))
+            .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
+            .try_flatten();
         let verify_meta = meta.clone();
         let backend = self.backend_name().to_string();
         let check = cfg.checksum;
@@ -273,6 +253,7 @@ impl Store {
                 check,
                 pending: Bytes::new(),
                 done: false,
+                failed: None,
             },
         })
     }
@@ -281,6 +262,8 @@ impl Store {
 /// Streams ranges and checks the checksum at the end.
 struct Verifying {
     body: BoxStream<'static, Result<Bytes>>,
+    /// A failure is final: every later read reports it again, never a clean end.
+    failed: Option<String>,
     crc: Crc32c,
     meta: ObjectMeta,
     backend: String,
@@ -323,6 +306,9 @@ impl AsyncRead for ObjectReader {
                 buf.put_slice(&v.pending.split_to(n));
                 return Poll::Ready(Ok(()));
             }
+            if let Some(msg) = &v.failed {
+                return Poll::Ready(Err(io::Error::other(msg.clone())));
+            }
             if v.done {
                 return Poll::Ready(Ok(()));
             }
@@ -334,7 +320,7 @@ impl AsyncRead for ObjectReader {
                     v.pending = chunk;
                 }
                 Some(Err(e)) => {
-                    v.done = true;
+                    v.failed = Some(e.to_string());
                     return Poll::Ready(Err(io::Error::other(e)));
                 }
                 None => {
@@ -342,6 +328,7 @@ impl AsyncRead for ObjectReader {
                     if v.check
                         && let Err(e) = verify(&v.backend, &v.meta, &v.crc)
                     {
+                        v.failed = Some(e.to_string());
                         return Poll::Ready(Err(io::Error::other(e)));
                     }
                     return Poll::Ready(Ok(()));

@@ -80,10 +80,22 @@ impl Checkpoint {
         let raw = std::fs::read(path).map_err(|e| {
             Error::from_io(Op::PutPart, "cloudstore", e).with_key(path.display().to_string())
         })?;
-        serde_json::from_slice(&raw).map_err(|e| {
+        let cp: Checkpoint = serde_json::from_slice(&raw).map_err(|e| {
             Error::invalid_input(Op::PutPart, "cloudstore", format!("not a checkpoint: {e}"))
                 .with_key(path.display().to_string())
-        })
+        })?;
+        if cp.format != 1 {
+            return Err(Error::invalid_input(
+                Op::PutPart,
+                "cloudstore",
+                format!(
+                    "checkpoint format {} is not known to this version",
+                    cp.format
+                ),
+            )
+            .with_key(path.display().to_string()));
+        }
+        Ok(cp)
     }
 }
 
@@ -138,14 +150,17 @@ impl Source {
         ))
     }
 
-    async fn read(&self, offset: u64, len: u64) -> Result<Bytes> {
+    /// Reads `len` bytes at `offset` and their CRC32C, both on a blocking thread.
+    async fn read(&self, offset: u64, len: u64) -> Result<(Bytes, Crc32c)> {
         let file = self.file.clone();
         let path = self.path.display().to_string();
-        tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+        tokio::task::spawn_blocking(move || -> io::Result<(Bytes, Crc32c)> {
             use std::os::unix::fs::FileExt;
             let mut buf = BytesMut::zeroed(len as usize);
             file.read_exact_at(&mut buf, offset)?;
-            Ok(buf.freeze())
+            let mut crc = Crc32c::new();
+            crc.update(&buf);
+            Ok((buf.freeze(), crc))
         })
         .await
         .map_err(io::Error::other)
@@ -233,7 +248,7 @@ impl Store {
         let part = PartSizer::new(self.capabilities(), cfg.part_size, Some(size)).size_of(1);
         if size <= part {
             // One part: a single PUT through the writer.
-            let data = source.read(0, size).await?;
+            let (data, _) = source.read(0, size).await?;
             let mut up = self.writer(key, opts)?.with_size_hint(size);
             if let Some(p) = &options.progress {
                 up = up.with_progress(p.clone());
@@ -336,6 +351,12 @@ impl Store {
             (s.key.clone(), s.upload_id.clone())
         };
         let source = Arc::new(source);
+        // Dropped (cancelled) without a checkpoint: abort in the background.
+        let mut guard = AbortOnDrop {
+            store: self.clone(),
+            key: key.clone(),
+            id: checkpoint_path.is_none().then(|| id.clone()),
+        };
         let sent: Result<()> = futures::stream::iter(missing)
             .map(|i| {
                 let (backend, key, id, cfg) =
@@ -365,9 +386,7 @@ impl Store {
                                 "the memory budget was closed",
                             )
                         })?;
-                    let data = source.read(offset, len).await?;
-                    let mut crc = Crc32c::new();
-                    crc.update(&data);
+                    let (data, crc) = source.read(offset, len).await?;
                     let number = PartNumber::new(i as u32 + 1)?;
                     let info = put_part_with_retries(
                         backend.as_ref(),
@@ -387,7 +406,11 @@ impl Store {
                                 crc32c: crc.value(),
                             },
                         );
-                        if let Some(p) = &cp_path {
+                        // Saved every few parts (and at the end): a crash loses at most that
+                        // much progress, and saving stays linear in the part count.
+                        if let Some(p) = &cp_path
+                            && s.parts.len() % CHECKPOINT_EVERY == 0
+                        {
                             s.save(p)?;
                         }
                     }
@@ -407,6 +430,9 @@ impl Store {
             .try_collect()
             .await;
         let cp = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(p) = &checkpoint_path {
+            cp.save(p)?;
+        }
         let completed = async {
             sent?;
             source.check_unchanged(&key, size, cp.modified_ns)?;
@@ -426,6 +452,7 @@ impl Store {
                 .await
         }
         .await;
+        guard.id = None;
         match completed {
             Ok(meta) => {
                 if let Some(p) = &checkpoint_path {
@@ -433,8 +460,17 @@ impl Store {
                 }
                 Ok(self.relative_meta(meta))
             }
-            Err(e) if checkpoint_path.is_some() && e.kind() != ErrorKind::InvalidInput => {
-                // Resumable: keep the upload and the checkpoint.
+            // Resumable: keep the upload and the checkpoint. A refused condition or bad
+            // input will not go better next time: those are cleaned up below.
+            Err(e)
+                if checkpoint_path.is_some()
+                    && !matches!(
+                        e.kind(),
+                        ErrorKind::InvalidInput
+                            | ErrorKind::AlreadyExists
+                            | ErrorKind::PreconditionFailed
+                    ) =>
+            {
                 Err(e)
             }
             Err(e) => {
@@ -446,6 +482,31 @@ impl Store {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+/// How many parts between checkpoint saves.
+const CHECKPOINT_EVERY: usize = 8;
+
+/// Aborts an upload when a file upload is dropped mid-way (unless disarmed).
+struct AbortOnDrop {
+    store: Store,
+    key: Key,
+    id: Option<UploadId>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (backend, key) = (self.store.backend().clone(), self.key.clone());
+            handle.spawn(async move {
+                if let Err(e) = backend.abort_multipart(&key, &id).await {
+                    tracing::warn!(key = %key, error = %e, "aborting a cancelled file upload failed");
+                }
+            });
         }
     }
 }

@@ -12,8 +12,10 @@
 //!   size, grown as the upload goes so that the backend's largest object still fits.
 //! - Memory: each upload holds at most its budget ([`TransferConfig::upload_memory`]), and
 //!   all uploads of a [`Store`](crate::Store) and its clones share
-//!   [`TransferConfig::global_memory`]. A part reserves its bytes before it is filled and
-//!   releases them once uploaded, so uploads never deadlock on the shared budget.
+//!   [`TransferConfig::global_memory`]. A part reserves its bytes when it starts to fill and
+//!   releases them once uploaded. An upload waits for memory only while it holds no
+//!   unfilled part, so uploads each written to the end do not deadlock; a single task that
+//!   interleaves writes to more uploads than the budget holds parts for can wait on itself.
 //! - Failures: a part is retried with exponential backoff while its bytes are held; a
 //!   final failure aborts the multipart upload and returns a typed error; an upload dropped
 //!   unfinished is aborted in the background.
@@ -103,7 +105,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: TransferConfig) -> Arc<Shared> {
-        let permits = (config.global_memory as usize).min(Semaphore::MAX_PERMITS);
+        // Counted in KiB, as parts request it (a part of several GiB fits one request).
+        let permits =
+            (config.global_memory.div_ceil(1024).max(1) as usize).min(Semaphore::MAX_PERMITS);
         Arc::new(Shared {
             memory: Arc::new(Semaphore::new(permits)),
             config,

@@ -145,9 +145,20 @@ impl Engine {
         if self.closed {
             return Err(self.closed_error());
         }
-        if self.store.transfer().config.checksum {
-            self.crc.update(&data);
+        if let Some(hint) = self.size_hint
+            && self.crc.len() + data.len() as u64 > hint
+        {
+            let e = Error::invalid_input(
+                Op::PutPart,
+                self.store.backend_name(),
+                format!("more bytes written than the declared size of {hint}"),
+            )
+            .with_key(self.key.as_str());
+            self.abort_now().await;
+            return Err(e);
         }
+        // The running CRC also counts the bytes (checked against the size hint).
+        self.crc.update(&data);
         while !data.is_empty() {
             // A full part is sent only once more data arrives, so that an object of
             // exactly one part is still a single PUT.
@@ -264,10 +275,17 @@ impl Engine {
             return Ok(self.store.relative_meta(meta));
         }
         let result = self.complete(checksum).await;
-        if result.is_err() {
-            self.abort_now().await;
+        match result {
+            Ok(m) => {
+                // Completed: nothing to abort any more.
+                self.upload_id = None;
+                Ok(self.store.relative_meta(m))
+            }
+            Err(e) => {
+                self.abort_now().await;
+                Err(e)
+            }
         }
-        result.map(|m| self.store.relative_meta(m))
     }
 
     async fn put_with_retries(&self, payload: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
@@ -280,7 +298,14 @@ impl Engine {
                 .put(&self.key, payload.clone(), opts)
                 .await
             {
-                Err(e) if e.is_retryable() && attempt < cfg.attempts => {
+                // A conditional PUT whose answer was lost may have succeeded: repeating
+                // it would report a failure for a write that happened. Only plain PUTs
+                // are retried.
+                Err(e)
+                    if e.is_retryable()
+                        && attempt < cfg.attempts
+                        && opts.mode == crate::object::PutMode::Overwrite =>
+                {
                     tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                     attempt += 1;
                 }
@@ -369,29 +394,34 @@ fn joined(
 impl Drop for Engine {
     fn drop(&mut self) {
         // Dropped unfinished: abort in the background so that nothing is left behind.
-        if self.upload_id.is_some()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            self.tasks.abort_all();
-            let (backend, key, id) = (
-                self.store.backend().clone(),
-                self.key.clone(),
-                self.upload_id.take(),
-            );
-            handle.spawn(async move {
-                if let Some(id) = id
-                    && let Err(e) = backend.abort_multipart(&key, &id).await
-                {
-                    tracing::warn!(key = %key, error = %e, "aborting a dropped upload failed");
-                }
-            });
-        }
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = %self.key, upload = %id, "an unfinished upload was dropped outside a runtime and could not be aborted");
+            return;
+        };
+        // Parts still in flight are stopped and awaited first, so that none lands after
+        // the abort.
+        let mut tasks = std::mem::take(&mut self.tasks);
+        tasks.abort_all();
+        let (backend, key) = (self.store.backend().clone(), self.key.clone());
+        handle.spawn(async move {
+            while tasks.join_next().await.is_some() {}
+            if let Err(e) = backend.abort_multipart(&key, &id).await {
+                tracing::warn!(key = %key, error = %e, "aborting a dropped upload failed");
+            }
+        });
     }
 }
 
 enum State {
     Idle(Box<Engine>),
     Busy(BoxFuture<'static, (Box<Engine>, Result<()>)>),
+    /// Completing, started by `shutdown`.
+    Finishing(BoxFuture<'static, Result<ObjectMeta>>),
+    /// Completed by `shutdown`.
+    Done(ObjectMeta),
     Gone,
 }
 
@@ -400,9 +430,9 @@ enum State {
 /// Data is cut into parts as it arrives; up to
 /// [`TransferConfig::concurrency`](super::TransferConfig::concurrency) parts upload at once,
 /// and writes wait while the memory budget is spent. Below one part, the object is written
-/// with a single PUT. `shutdown` (from `AsyncWriteExt`) flushes buffered bytes but does
-/// not complete: call [`Upload::finish`], or [`Upload::abort`]; an upload dropped without
-/// either is aborted in the background.
+/// with a single PUT. Complete it with [`Upload::finish`] (or `shutdown` from
+/// `AsyncWriteExt`, after which `finish` returns the metadata), or give it up with
+/// [`Upload::abort`]; an upload dropped before completing is aborted in the background.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -462,6 +492,7 @@ impl Upload {
 
     /// Adds owned bytes to the upload without copying them.
     pub async fn write_bytes(&mut self, data: Bytes) -> Result<()> {
+        self.settle().await?;
         self.flush_staging().await?;
         self.run(move |e| Box::pin(async move { e.push(data).await }))
             .await
@@ -499,6 +530,11 @@ impl Upload {
     /// Completes the upload and returns the object's metadata. On failure the multipart
     /// upload is aborted: nothing is left behind and no partial object is visible.
     pub async fn finish(mut self) -> Result<ObjectMeta> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Done(meta) => return Ok(meta),
+            State::Finishing(fut) => return fut.await,
+            other => self.state = other,
+        }
         self.settle().await?;
         self.flush_staging().await?;
         let mut engine = match std::mem::replace(&mut self.state, State::Gone) {
@@ -549,6 +585,7 @@ impl Upload {
 
     fn start_push(&mut self) {
         let chunk = self.staging.split().freeze();
+        self.staging.reserve(STAGING);
         if let State::Idle(mut engine) = std::mem::replace(&mut self.state, State::Gone) {
             self.state = State::Busy(Box::pin(async move {
                 let r = engine.push(chunk).await;
@@ -588,8 +625,29 @@ impl AsyncWrite for Upload {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_flush(cx)
+    /// Completes the upload, like [`Upload::finish`] (which then returns the metadata).
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        let this = &mut *self;
+        if let State::Idle(_) = this.state
+            && let State::Idle(mut engine) = std::mem::replace(&mut this.state, State::Gone)
+        {
+            this.state = State::Finishing(Box::pin(async move { engine.finish().await }));
+        }
+        match &mut this.state {
+            State::Finishing(fut) => {
+                let r = ready!(fut.as_mut().poll(cx));
+                match r {
+                    Ok(meta) => {
+                        this.state = State::Done(meta);
+                        Poll::Ready(Ok(()))
+                    }
+                    Err(e) => Poll::Ready(Err(io::Error::other(e))),
+                }
+            }
+            State::Done(_) => Poll::Ready(Ok(())),
+            _ => Poll::Ready(Err(io::Error::other("the upload is gone"))),
+        }
     }
 }
 
