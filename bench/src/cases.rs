@@ -1,0 +1,432 @@
+//! One measured case, run in a child process: build the client for the target, (for
+//! in-process stores, where nothing survives the process, first write the object
+//! unmeasured), then time the upload or download and the CPU it took.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{BoxError, CONCURRENCY, PART_SIZE, R, Target};
+
+/// What the child reports to the runner.
+pub struct Measured {
+    pub bytes: u64,
+    pub secs: f64,
+    pub cpu_secs: f64,
+}
+
+/// The client variants. Each maps to a name on the command line and in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// `Store::writer` (AsyncWrite) up, `Store::reader` (AsyncRead) down; signed payload on
+    /// S3, CRC32C on.
+    Cloudstore,
+    /// The same with `unsigned_payload=true` (S3 only).
+    CloudstoreUnsigned,
+    /// Unsigned payload and checksums off (S3 only).
+    CloudstoreUnsignedNoCrc,
+    /// `Store::download_file` into a file (download only).
+    CloudstoreDownloadFile,
+    /// One plain `Store::get` stream, for comparison with the parallel reads (download only).
+    CloudstoreGet,
+    /// `WriteMultipart` up, `get_range` x concurrency down.
+    ObjectStore,
+    /// The same with `with_unsigned_payload(true)` (S3 only).
+    ObjectStoreUnsigned,
+    /// `Operator::writer_with(..).chunk(..).concurrent(..)` up,
+    /// `reader_with(..).chunk(..).concurrent(..)` down.
+    OpenDal,
+}
+
+impl Client {
+    pub const ALL: [Client; 8] = [
+        Client::Cloudstore,
+        Client::CloudstoreUnsigned,
+        Client::CloudstoreUnsignedNoCrc,
+        Client::CloudstoreDownloadFile,
+        Client::CloudstoreGet,
+        Client::ObjectStore,
+        Client::ObjectStoreUnsigned,
+        Client::OpenDal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Cloudstore => "cloudstore",
+            Client::CloudstoreUnsigned => "cloudstore-unsigned",
+            Client::CloudstoreUnsignedNoCrc => "cloudstore-unsigned-nocrc",
+            Client::CloudstoreDownloadFile => "cloudstore-download_file",
+            Client::CloudstoreGet => "cloudstore-get",
+            Client::ObjectStore => "object_store",
+            Client::ObjectStoreUnsigned => "object_store-unsigned",
+            Client::OpenDal => "opendal",
+        }
+    }
+
+    /// How the table names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Client::Cloudstore => "cloudstore `writer` / `reader`",
+            Client::CloudstoreUnsigned => "cloudstore, `unsigned_payload=true`",
+            Client::CloudstoreUnsignedNoCrc => "cloudstore, unsigned, checksums off",
+            Client::CloudstoreDownloadFile => "cloudstore `download_file`",
+            Client::CloudstoreGet => "cloudstore `get`, one stream",
+            Client::ObjectStore => "object_store `WriteMultipart` / `get_range`",
+            Client::ObjectStoreUnsigned => "object_store, unsigned payload",
+            Client::OpenDal => "OpenDAL `writer` / `reader`",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Client> {
+        Client::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    pub fn uploads(self) -> bool {
+        !matches!(self, Client::CloudstoreDownloadFile | Client::CloudstoreGet)
+    }
+
+    /// The client whose object this one downloads (and whose key it uses).
+    pub fn object_owner(self) -> Client {
+        match self {
+            Client::CloudstoreDownloadFile | Client::CloudstoreGet => Client::Cloudstore,
+            c => c,
+        }
+    }
+
+    fn unsigned(self) -> bool {
+        matches!(
+            self,
+            Client::CloudstoreUnsigned
+                | Client::CloudstoreUnsignedNoCrc
+                | Client::ObjectStoreUnsigned
+        )
+    }
+}
+
+/// Where a client's object lives in a bucket (or under an fs root).
+pub fn object_key(client: Client, mib: u64) -> String {
+    format!("bench/transfer/{}-{mib}mib", client.object_owner().name())
+}
+
+/// Everything a case needs to know.
+pub struct Case {
+    pub target: Target,
+    pub client: Client,
+    pub upload: bool,
+    pub mib: u64,
+    /// The sink's `http://127.0.0.1:port` (sink target only).
+    pub sink: Option<String>,
+    /// Per-run scratch directory (fs roots, downloaded files).
+    pub scratch: PathBuf,
+}
+
+impl Case {
+    fn size(&self) -> u64 {
+        self.mib << 20
+    }
+
+    fn key(&self) -> String {
+        object_key(self.client, self.mib)
+    }
+}
+
+fn cpu_now() -> f64 {
+    // SAFETY: getrusage writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+pub async fn run(case: &Case) -> R<Measured> {
+    let client = Runner::new(case).await?;
+    let in_process = matches!(case.target, Target::Memory);
+    if !case.upload && in_process {
+        // Nothing outlives the process: write the object first, unmeasured.
+        client.upload(case).await?;
+    }
+    let (cpu0, t0) = (cpu_now(), Instant::now());
+    let bytes = if case.upload {
+        client.upload(case).await?;
+        case.size()
+    } else {
+        client.download(case).await?
+    };
+    let (secs, cpu_secs) = (t0.elapsed().as_secs_f64(), cpu_now() - cpu0);
+    if bytes != case.size() {
+        return Err(format!("transferred {bytes} bytes, expected {}", case.size()).into());
+    }
+    Ok(Measured {
+        bytes,
+        secs,
+        cpu_secs,
+    })
+}
+
+enum Runner {
+    Cloudstore(cloudstore::Store),
+    ObjectStore(Arc<dyn ObjectStore>),
+    OpenDal(opendal::Operator),
+}
+
+fn env(name: &str) -> R<String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+fn sink_url(case: &Case) -> R<String> {
+    case.sink
+        .clone()
+        .ok_or_else(|| BoxError::from("no sink address"))
+}
+
+pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
+    use cloudstore::{FsBackend, Store, StoreOptions};
+    let mut opts = StoreOptions::new();
+    if case.client.unsigned() {
+        opts.set("unsigned_payload", "true");
+    }
+    let store = match case.target {
+        Target::Sink => {
+            for (k, v) in [
+                ("endpoint", sink_url(case)?.as_str()),
+                ("region", "us-east-1"),
+                ("access_key_id", "bench"),
+                ("secret_access_key", "bench"),
+                ("allow_http", "true"),
+                ("virtual_hosted_style_request", "false"),
+            ] {
+                opts.set(k, v);
+            }
+            Store::from_url("s3://bench", &opts)?
+        }
+        Target::Memory => Store::memory(),
+        Target::Fs => Store::new(
+            FsBackend::new(
+                case.scratch
+                    .join(format!("fs-{}", case.client.object_owner().name())),
+            )?
+            .with_fsync(false),
+        ),
+        Target::SeaweedFs => Store::from_url(&format!("s3://{}", crate::s3_bucket()), &opts)?,
+        Target::Azurite => Store::from_url(&format!("az://{}", crate::azure_container()), &opts)?,
+        Target::FakeGcs => Store::from_url(&format!("gs://{}", crate::gcs_bucket()), &opts)?,
+    };
+    let config = cloudstore::TransferConfig {
+        part_size: PART_SIZE,
+        concurrency: CONCURRENCY,
+        // The parts in flight and the one being filled, as the peers hold.
+        upload_memory: PART_SIZE * (CONCURRENCY as u64 + 1),
+        checksum: case.client != Client::CloudstoreUnsignedNoCrc,
+        ..Default::default()
+    };
+    Ok(store.with_transfer_config(config))
+}
+
+fn object_store_store(case: &Case) -> R<Arc<dyn ObjectStore>> {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::azure::MicrosoftAzureBuilder;
+    Ok(match case.target {
+        Target::Sink => Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(sink_url(case)?)
+                .with_bucket_name("bench")
+                .with_region("us-east-1")
+                .with_access_key_id("bench")
+                .with_secret_access_key("bench")
+                .with_allow_http(true)
+                .with_virtual_hosted_style_request(false)
+                .with_unsigned_payload(case.client.unsigned())
+                .build()?,
+        ),
+        Target::Memory => Arc::new(object_store::memory::InMemory::new()),
+        Target::Fs => {
+            let dir = case.scratch.join("fs-object_store");
+            std::fs::create_dir_all(&dir)?;
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
+        }
+        Target::SeaweedFs => Arc::new(
+            AmazonS3Builder::from_env()
+                .with_bucket_name(crate::s3_bucket())
+                .with_unsigned_payload(case.client.unsigned())
+                .build()?,
+        ),
+        Target::Azurite => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_container_name(crate::azure_container())
+                .build()?,
+        ),
+        Target::FakeGcs => {
+            return Err(
+                "object_store's GCS store writes through the XML API, which fake-gcs-server lacks"
+                    .into(),
+            );
+        }
+    })
+}
+
+fn opendal_operator(case: &Case) -> R<opendal::Operator> {
+    use opendal::{Operator, services};
+    Ok(match case.target {
+        Target::Sink => Operator::new(
+            services::S3::default()
+                .endpoint(&sink_url(case)?)
+                .bucket("bench")
+                .region("us-east-1")
+                .access_key_id("bench")
+                .secret_access_key("bench")
+                .disable_config_load()
+                .disable_ec2_metadata(),
+        )?,
+        Target::Memory => Operator::new(services::Memory::default())?,
+        Target::Fs => {
+            let dir = case.scratch.join("fs-opendal");
+            std::fs::create_dir_all(&dir)?;
+            Operator::new(services::Fs::default().root(&dir.to_string_lossy()))?
+        }
+        Target::SeaweedFs => Operator::new(
+            services::S3::default()
+                .endpoint(&env("AWS_ENDPOINT")?)
+                .bucket(&crate::s3_bucket())
+                .region(&std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
+                .access_key_id(&env("AWS_ACCESS_KEY_ID")?)
+                .secret_access_key(&env("AWS_SECRET_ACCESS_KEY")?)
+                .disable_config_load()
+                .disable_ec2_metadata(),
+        )?,
+        Target::Azurite => {
+            let account = env("AZURE_STORAGE_ACCOUNT_NAME")?;
+            let base = env("AZURITE_BLOB_STORAGE_URL")?;
+            Operator::new(
+                services::Azblob::default()
+                    .endpoint(&format!("{}/{account}", base.trim_end_matches('/')))
+                    .container(&crate::azure_container())
+                    .account_name(&account)
+                    .account_key(&env("AZURE_STORAGE_ACCOUNT_KEY")?),
+            )?
+        }
+        Target::FakeGcs => return Err("OpenDAL's GCS service is not built".into()),
+    })
+}
+
+impl Runner {
+    async fn new(case: &Case) -> R<Runner> {
+        Ok(match case.client {
+            Client::Cloudstore
+            | Client::CloudstoreUnsigned
+            | Client::CloudstoreUnsignedNoCrc
+            | Client::CloudstoreDownloadFile
+            | Client::CloudstoreGet => Runner::Cloudstore(cloudstore_store(case)?),
+            Client::ObjectStore | Client::ObjectStoreUnsigned => {
+                Runner::ObjectStore(object_store_store(case)?)
+            }
+            Client::OpenDal => Runner::OpenDal(opendal_operator(case)?),
+        })
+    }
+
+    /// Writes the object from a 1 MiB source buffer: each client copies it once, as its
+    /// API takes it (cloudstore and object_store from `&[u8]`, OpenDAL as owned `Bytes`).
+    async fn upload(&self, case: &Case) -> R<()> {
+        let source = crate::pattern(1 << 20);
+        let key = case.key();
+        match self {
+            Runner::Cloudstore(store) => {
+                let mut up = store.writer(&key, &Default::default())?;
+                for _ in 0..case.mib {
+                    up.write_all(&source).await?;
+                }
+                up.finish().await?;
+            }
+            Runner::ObjectStore(store) => {
+                let path = object_store::path::Path::from(key.as_str());
+                let upload = store.put_multipart(&path).await?;
+                let mut w =
+                    object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE as usize);
+                for _ in 0..case.mib {
+                    w.wait_for_capacity(CONCURRENCY).await?;
+                    w.write(&source);
+                }
+                w.finish().await?;
+            }
+            Runner::OpenDal(op) => {
+                let mut w = op
+                    .writer_with(&key)
+                    .chunk(PART_SIZE as usize)
+                    .concurrent(CONCURRENCY)
+                    .await?;
+                for _ in 0..case.mib {
+                    w.write(Bytes::copy_from_slice(&source)).await?;
+                }
+                w.close().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the object and discards it; returns the bytes read.
+    async fn download(&self, case: &Case) -> R<u64> {
+        let key = case.key();
+        let mut total = 0u64;
+        match self {
+            Runner::Cloudstore(store) if case.client == Client::CloudstoreDownloadFile => {
+                let path = case.scratch.join("download_file.bin");
+                let meta = store.download_file(&key, &path).await?;
+                total = std::fs::metadata(&path)?.len();
+                std::fs::remove_file(&path)?;
+                if total != meta.size {
+                    return Err("download_file wrote a short file".into());
+                }
+            }
+            Runner::Cloudstore(store) if case.client == Client::CloudstoreGet => {
+                let mut body = store.get(&key).await?.into_checked_stream();
+                while let Some(chunk) = body.try_next().await? {
+                    total += chunk.len() as u64;
+                }
+            }
+            Runner::Cloudstore(store) => {
+                let mut reader = store.reader(&key).await?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = reader.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+            }
+            Runner::ObjectStore(store) => {
+                let path = object_store::path::Path::from(key.as_str());
+                let size = store.head(&path).await?.size;
+                let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(PART_SIZE))
+                    .map(|i| i * PART_SIZE..((i + 1) * PART_SIZE).min(size))
+                    .collect();
+                let mut parts = futures::stream::iter(ranges)
+                    .map(|r| {
+                        let (store, path) = (store.clone(), path.clone());
+                        async move { store.get_range(&path, r).await }
+                    })
+                    .buffered(CONCURRENCY);
+                while let Some(part) = parts.try_next().await? {
+                    total += part.len() as u64;
+                }
+            }
+            Runner::OpenDal(op) => {
+                let mut stream = op
+                    .reader_with(&key)
+                    .chunk(PART_SIZE as usize)
+                    .concurrent(CONCURRENCY)
+                    .await?
+                    .into_bytes_stream(..)
+                    .await?;
+                while let Some(chunk) = stream.try_next().await? {
+                    total += chunk.len() as u64;
+                }
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,966 @@
+//! `cloudstore-bench`: upload and download of one large object through cloudstore's transfer
+//! engine, object_store's `WriteMultipart` and OpenDAL's writer/reader, with the same part
+//! size and concurrency, against an in-process S3 sink, memory, fs and the local emulators
+//! that are up. Every case runs in a child process (this binary with `--case ...`) so that
+//! its peak RSS and CPU time are its own. Prints a markdown table and writes it to
+//! `target/bench-transfer.md`.
+//!
+//! ```text
+//! cloudstore-bench [--mib N] [--out FILE] [FILTER...]
+//! ```
+//!
+//! - size: `--mib`, else `CLOUDSTORE_BENCH_MIB`, else 256 (MiB; several GiB work: nothing
+//!   holds a whole object except the memory stores, which must, and are therefore skipped
+//!   above 2 GiB).
+//! - runs per case: `--runs`, else `CLOUDSTORE_BENCH_RUNS`, else 3; the table gives the
+//!   median MB/s and CPU and the largest peak RSS.
+//! - FILTER: target names (`sink`, `memory`, `fs`, `seaweedfs`, `azurite`, `fake-gcs`)
+//!   and/or client names (`cloudstore`, `object_store`, `opendal`, ... prefixes match);
+//!   none means everything.
+//! - emulators: the variables `scripts/emulators.sh env` prints. For a service whose
+//!   endpoint variable is unset, the runner takes that service's variables from the script
+//!   itself, so `scripts/emulators.sh start` is all `cargo bench` needs; a service that does
+//!   not answer is skipped with a note.
+
+mod cases;
+mod sink;
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cases::{Case, Client, Measured};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type R<T> = Result<T, BoxError>;
+
+/// Part (chunk) size of every client.
+pub const PART_SIZE: u64 = 16 << 20;
+/// Parts (ranges) in flight for every client.
+pub const CONCURRENCY: usize = 8;
+
+/// Deterministic, incompressible-looking bytes (xorshift).
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn s3_bucket() -> String {
+    std::env::var("CLOUDSTORE_TEST_S3_BUCKET").unwrap_or_else(|_| "cloudstore-test".into())
+}
+
+pub fn azure_container() -> String {
+    std::env::var("CLOUDSTORE_TEST_AZURE_CONTAINER").unwrap_or_else(|_| "cloudstore-test".into())
+}
+
+pub fn gcs_bucket() -> String {
+    std::env::var("CLOUDSTORE_TEST_GCS_BUCKET").unwrap_or_else(|_| "cloudstore-test".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Sink,
+    Memory,
+    Fs,
+    SeaweedFs,
+    Azurite,
+    FakeGcs,
+}
+
+impl Target {
+    const ALL: [Target; 6] = [
+        Target::Sink,
+        Target::Memory,
+        Target::Fs,
+        Target::SeaweedFs,
+        Target::Azurite,
+        Target::FakeGcs,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::Sink => "sink",
+            Target::Memory => "memory",
+            Target::Fs => "fs",
+            Target::SeaweedFs => "seaweedfs",
+            Target::Azurite => "azurite",
+            Target::FakeGcs => "fake-gcs",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Target::Sink => "sink (in-process S3, discards)",
+            Target::Memory => "memory",
+            Target::Fs => "fs (local dir)",
+            Target::SeaweedFs => "SeaweedFS (S3)",
+            Target::Azurite => "Azurite (Azure Blob)",
+            Target::FakeGcs => "fake-gcs-server (GCS)",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The clients measured here, in order (an uploader before those that read its object),
+    /// each with a reason when it cannot be measured on this target.
+    fn clients(self) -> Vec<(Client, Option<&'static str>)> {
+        use Client::*;
+        match self {
+            Target::Sink => vec![
+                (Cloudstore, None),
+                (CloudstoreUnsigned, None),
+                (CloudstoreUnsignedNoCrc, None),
+                (CloudstoreDownloadFile, None),
+                (CloudstoreGet, None),
+                (ObjectStore, None),
+                (ObjectStoreUnsigned, None),
+                (OpenDal, None),
+            ],
+            Target::Memory => vec![(Cloudstore, None), (ObjectStore, None), (OpenDal, None)],
+            Target::Fs => vec![
+                (Cloudstore, None),
+                (CloudstoreDownloadFile, None),
+                (ObjectStore, None),
+                (OpenDal, None),
+            ],
+            Target::SeaweedFs | Target::Azurite => vec![
+                (Cloudstore, None),
+                (CloudstoreDownloadFile, None),
+                (CloudstoreGet, None),
+                (ObjectStore, None),
+                (OpenDal, None),
+            ],
+            Target::FakeGcs => vec![
+                (Cloudstore, None),
+                (CloudstoreDownloadFile, None),
+                (CloudstoreGet, None),
+                (
+                    ObjectStore,
+                    Some(
+                        "not measurable: object_store's GCS store writes through the XML API, which fake-gcs-server lacks (400 invalid uploadType)",
+                    ),
+                ),
+                (
+                    OpenDal,
+                    Some(
+                        "not measured: the benchmark builds OpenDAL with s3, azblob, fs and memory only",
+                    ),
+                ),
+            ],
+        }
+    }
+
+    /// What a reader of the table should know about a row.
+    fn note(self, client: Client) -> &'static str {
+        match (self, client) {
+            (Target::Sink, Client::Cloudstore) => "SigV4 signs the payload (SHA-256), CRC32C on",
+            (Target::Sink, Client::CloudstoreUnsigned) => "CRC32C on",
+            (Target::Sink, Client::ObjectStore) => "SigV4 signs the payload (SHA-256)",
+            (Target::Sink | Target::SeaweedFs, Client::OpenDal) => {
+                "OpenDAL always sends UNSIGNED-PAYLOAD"
+            }
+            (Target::Memory, Client::Cloudstore) => {
+                "the store lives in the client process: RSS includes the object; the reader copies into the caller's buffer"
+            }
+            (Target::Memory, _) => {
+                "the store lives in the client process: RSS includes the object; reads hand out slices of the stored buffer, no copy"
+            }
+            (Target::Fs, Client::Cloudstore) => "fsync off (like the peers); page cache",
+            (Target::Fs, _) => "page cache",
+            (_, Client::CloudstoreDownloadFile) => "ranges x8 into a temp file, fsync, rename",
+            (_, Client::CloudstoreGet) => "a single GET stream, no parallel ranges",
+            _ => "",
+        }
+    }
+}
+
+// ------------------------------------------------------------------ child side
+
+fn child_main(args: &[String]) -> R<()> {
+    // --case TARGET CLIENT up|down --mib N --scratch DIR [--sink URL]
+    let target = Target::parse(&args[0]).ok_or("unknown target")?;
+    let client = Client::parse(&args[1]).ok_or("unknown client")?;
+    let upload = match args[2].as_str() {
+        "up" => true,
+        "down" => false,
+        _ => return Err("expected up or down".into()),
+    };
+    let mut mib = 256;
+    let mut scratch = PathBuf::from(".");
+    let mut sink = None;
+    let mut rest = args[3..].iter();
+    while let Some(a) = rest.next() {
+        let v = rest.next().ok_or("missing value")?;
+        match a.as_str() {
+            "--mib" => mib = v.parse()?,
+            "--scratch" => scratch = PathBuf::from(v),
+            "--sink" => sink = Some(v.clone()),
+            _ => return Err(format!("unknown argument {a}").into()),
+        }
+    }
+    opendal::install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let case = Case {
+        target,
+        client,
+        upload,
+        mib,
+        sink,
+        scratch,
+    };
+    let m: Measured = rt.block_on(cases::run(&case))?;
+    println!("RESULT {} {:.6} {:.6}", m.bytes, m.secs, m.cpu_secs);
+    Ok(())
+}
+
+// ------------------------------------------------------------------ runner side
+
+enum Outcome {
+    Done {
+        mbps: f64,
+        cpu_per_gb: f64,
+        rss_mib: f64,
+    },
+    Failed(String),
+    Skipped(&'static str),
+}
+
+struct Row {
+    target: Target,
+    client: Client,
+    up: Outcome,
+    down: Outcome,
+}
+
+/// Runs a case `runs` times (each in its own process): median MB/s and CPU, largest RSS.
+/// Any failed run fails the case.
+#[allow(clippy::too_many_arguments)]
+fn run_case(
+    exe: &Path,
+    target: Target,
+    client: Client,
+    upload: bool,
+    mib: u64,
+    runs: u32,
+    scratch: &Path,
+    sink: &str,
+) -> Outcome {
+    let mut speeds = Vec::new();
+    let mut cpus = Vec::new();
+    let mut rss = 0f64;
+    for _ in 0..runs.max(1) {
+        match run_child(exe, target, client, upload, mib, scratch, sink) {
+            Outcome::Done {
+                mbps,
+                cpu_per_gb,
+                rss_mib,
+            } => {
+                speeds.push(mbps);
+                cpus.push(cpu_per_gb);
+                rss = rss.max(rss_mib);
+            }
+            other => return other,
+        }
+    }
+    Outcome::Done {
+        mbps: median(&mut speeds),
+        cpu_per_gb: median(&mut cpus),
+        rss_mib: rss,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs one case in a child process and measures it.
+fn run_child(
+    exe: &Path,
+    target: Target,
+    client: Client,
+    upload: bool,
+    mib: u64,
+    scratch: &Path,
+    sink: &str,
+) -> Outcome {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--case")
+        .arg(target.name())
+        .arg(client.name())
+        .arg(if upload { "up" } else { "down" })
+        .arg("--mib")
+        .arg(mib.to_string())
+        .arg("--scratch")
+        .arg(scratch);
+    if target == Target::Sink {
+        cmd.arg("--sink").arg(sink);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(format!("cannot start the case: {e}")),
+    };
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    // Generous: the slowest emulator writes about 20 MB/s.
+    let deadline = Instant::now() + Duration::from_secs(120 + mib);
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut killed = false;
+    loop {
+        // SAFETY: pid is our own child, not yet reaped.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break;
+        }
+        if r < 0 {
+            return Outcome::Failed(format!("wait4: {}", std::io::Error::last_os_error()));
+        }
+        if !killed && Instant::now() > deadline {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    if !stderr.trim().is_empty() {
+        eprint!("{stderr}");
+    }
+    if killed {
+        return Outcome::Failed(format!("timed out after {} s", 120 + mib));
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>());
+    match (ok, result) {
+        (true, Some(v)) if v.len() == 3 => {
+            let bytes: f64 = v[0].parse().unwrap_or(0.0);
+            let secs: f64 = v[1].parse().unwrap_or(f64::NAN);
+            let cpu: f64 = v[2].parse().unwrap_or(f64::NAN);
+            Outcome::Done {
+                mbps: bytes / 1e6 / secs,
+                cpu_per_gb: cpu / (bytes / 1e9),
+                // ru_maxrss is in KiB on Linux.
+                rss_mib: ru.ru_maxrss as f64 / 1024.0,
+            }
+        }
+        _ => {
+            let msg = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output")
+                .trim()
+                .to_string();
+            Outcome::Failed(msg)
+        }
+    }
+}
+
+/// The emulator variables a service needs, keyed by the variable that says it is configured.
+const EMULATOR_GROUPS: &[(&str, &[&str])] = &[
+    (
+        "AWS_ENDPOINT",
+        &[
+            "AWS_ENDPOINT",
+            "AWS_ALLOW_HTTP",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+            "CLOUDSTORE_TEST_S3_BUCKET",
+        ],
+    ),
+    (
+        "AZURITE_BLOB_STORAGE_URL",
+        &[
+            "AZURE_STORAGE_USE_EMULATOR",
+            "AZURITE_BLOB_STORAGE_URL",
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "CLOUDSTORE_TEST_AZURE_CONTAINER",
+        ],
+    ),
+    (
+        "STORAGE_EMULATOR_HOST",
+        &[
+            "STORAGE_EMULATOR_HOST",
+            "CLOUDSTORE_TEST_GCS_BUCKET",
+            "CLOUDSTORE_TEST_GCS_ENDPOINT",
+        ],
+    ),
+];
+
+/// For each service whose endpoint variable is unset, takes its variables from
+/// `scripts/emulators.sh env` (which only prints; it starts nothing).
+fn load_emulator_env(root: &Path) {
+    let missing: Vec<_> = EMULATOR_GROUPS
+        .iter()
+        .filter(|(key, _)| std::env::var_os(key).is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let script = root.join("scripts/emulators.sh");
+    let Ok(out) = Command::new("bash").arg(&script).arg("env").output() else {
+        return;
+    };
+    if !out.status.success() {
+        return;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let values: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (_, vars) in missing {
+        for (k, v) in &values {
+            if vars.contains(&k.as_str()) {
+                // SAFETY: set before any other thread of this process exists.
+                unsafe { std::env::set_var(k, v) };
+            }
+        }
+    }
+}
+
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hp = rest.split('/').next()?;
+    Some(if hp.contains(':') {
+        hp.to_string()
+    } else {
+        format!("{hp}:80")
+    })
+}
+
+/// Whether an emulator target is configured and answers; the reason when not.
+async fn probe(target: Target, scratch: &Path) -> Result<(), String> {
+    let endpoint_var = match target {
+        Target::SeaweedFs => "AWS_ENDPOINT",
+        Target::Azurite => "AZURITE_BLOB_STORAGE_URL",
+        Target::FakeGcs => "STORAGE_EMULATOR_HOST",
+        _ => return Ok(()),
+    };
+    let endpoint = std::env::var(endpoint_var)
+        .map_err(|_| format!("{endpoint_var} is not set (scripts/emulators.sh env)"))?;
+    let addr = host_port(&endpoint).ok_or_else(|| format!("cannot read {endpoint}"))?;
+    let connect = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(addr.as_str()),
+    )
+    .await;
+    if !matches!(connect, Ok(Ok(_))) {
+        return Err(format!(
+            "nothing answers at {endpoint} (start it with scripts/emulators.sh start)"
+        ));
+    }
+    let case = Case {
+        target,
+        client: Client::Cloudstore,
+        upload: false,
+        mib: 0,
+        sink: None,
+        scratch: scratch.to_path_buf(),
+    };
+    let store = cases::cloudstore_store(&case).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(
+        Duration::from_secs(20),
+        store.head("bench/transfer/probe-absent"),
+    )
+    .await
+    {
+        Err(_) => Err(format!("{endpoint} does not answer within 20 s")),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == cloudstore::ErrorKind::NotFound => Ok(()),
+        Ok(Err(e)) => Err(format!("{endpoint} answers, but: {e}")),
+    }
+}
+
+/// Removes what the cases left on a target.
+async fn clean(target: Target, mib: u64, scratch: &Path) {
+    match target {
+        Target::Sink | Target::Memory => {}
+        Target::Fs => {
+            for c in ["cloudstore", "object_store", "opendal"] {
+                let _ = std::fs::remove_dir_all(scratch.join(format!("fs-{c}")));
+            }
+        }
+        _ => {
+            let case = Case {
+                target,
+                client: Client::Cloudstore,
+                upload: false,
+                mib,
+                sink: None,
+                scratch: scratch.to_path_buf(),
+            };
+            if let Ok(store) = cases::cloudstore_store(&case) {
+                for (client, _) in target.clients() {
+                    let _ = store.delete(&cases::object_key(client, mib)).await;
+                }
+            }
+        }
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let ram_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map(|kib| kib / (1024.0 * 1024.0))
+        .unwrap_or(0.0);
+    format!("{cores} cores ({model}), {ram_gib:.1} GiB RAM")
+}
+
+/// Today's date (UTC) from the system clock, as YYYY-MM-DD.
+fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Howard Hinnant's civil_from_days.
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn cells(o: &Outcome) -> [String; 3] {
+    match o {
+        Outcome::Done {
+            mbps,
+            cpu_per_gb,
+            rss_mib,
+        } => [
+            // Zero-copy reads of an in-process store finish in microseconds.
+            if *mbps > 1e5 {
+                "> 100000".into()
+            } else {
+                format!("{mbps:.0}")
+            },
+            format!("{cpu_per_gb:.2}"),
+            format!("{rss_mib:.0}"),
+        ],
+        Outcome::Failed(_) => ["FAILED".into(), "".into(), "".into()],
+        Outcome::Skipped(_) => ["–".into(), "".into(), "".into()],
+    }
+}
+
+fn mbps(o: &Outcome) -> Option<f64> {
+    match o {
+        Outcome::Done { mbps, .. } => Some(*mbps),
+        _ => None,
+    }
+}
+
+fn table(header: &str, rows: &[Row], skipped: &[(Target, String)]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "{header}\n");
+    t.push_str("| target | client | upload MB/s | up CPU-s/GB | up peak RSS MiB | download MB/s | down CPU-s/GB | down peak RSS MiB | notes |\n");
+    t.push_str("|---|---|--:|--:|--:|--:|--:|--:|---|\n");
+    for r in rows {
+        let up = cells(&r.up);
+        let down = cells(&r.down);
+        let mut notes = vec![r.target.note(r.client).to_string()];
+        for (what, o) in [("upload", &r.up), ("download", &r.down)] {
+            match o {
+                Outcome::Failed(m) => notes.push(format!("{what} failed: {m}")),
+                Outcome::Skipped(m) if !m.is_empty() => notes.push(m.to_string()),
+                _ => {}
+            }
+        }
+        notes.retain(|n| !n.is_empty());
+        notes.dedup();
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.target.label(),
+            r.client.label(),
+            up[0],
+            up[1],
+            up[2],
+            down[0],
+            down[1],
+            down[2],
+            notes.join("; ").replace('|', "\\|")
+        );
+    }
+    for (target, why) in skipped {
+        let _ = writeln!(
+            t,
+            "| {} | – | | | | | | | not measured: {} |",
+            target.label(),
+            why.replace('|', "\\|")
+        );
+    }
+    t.push_str(
+        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses 16 MiB parts (chunks, ranges) and 8 in flight.\n",
+    );
+    t.push_str(&targets(rows));
+    t
+}
+
+/// The issue's targets, checked against this run.
+fn targets(rows: &[Row]) -> String {
+    let find = |t: Target, c: Client| rows.iter().find(|r| r.target == t && r.client == c);
+    let mut s = String::from("\nTargets (issue 4):\n");
+    let yes = |b: bool| if b { "met" } else { "NOT met" };
+    let sink_crc = [Client::Cloudstore, Client::CloudstoreUnsigned]
+        .into_iter()
+        .filter_map(|c| find(Target::Sink, c).and_then(|r| mbps(&r.up).map(|m| (c, m))))
+        .fold(None, |best: Option<(Client, f64)>, x| match best {
+            Some(b) if b.1 >= x.1 => Some(b),
+            _ => Some(x),
+        });
+    let peers = |t: Target, up: bool| {
+        [
+            Client::ObjectStore,
+            Client::ObjectStoreUnsigned,
+            Client::OpenDal,
+        ]
+        .into_iter()
+        .filter_map(|c| find(t, c))
+        .filter_map(|r| mbps(if up { &r.up } else { &r.down }))
+        .fold(None, |a: Option<f64>, m| Some(a.map_or(m, |a| a.max(m))))
+    };
+    if let Some((c, m)) = sink_crc {
+        let _ = writeln!(
+            s,
+            "- sink upload with checksums on >= 2000 MB/s: {m:.0} MB/s ({}): {}",
+            c.label(),
+            yes(m >= 2000.0)
+        );
+        if let Some(p) = peers(Target::Sink, true) {
+            let _ = writeln!(
+                s,
+                "- sink upload >= 1.1x the best peer ({p:.0} MB/s): {:.2}x: {}",
+                m / p,
+                yes(m >= 1.1 * p)
+            );
+        }
+    }
+    if let Some(r) = find(Target::Sink, Client::Cloudstore) {
+        if let Outcome::Done {
+            cpu_per_gb,
+            rss_mib,
+            ..
+        } = r.up
+        {
+            let _ = writeln!(
+                s,
+                "- sink client CPU up <= 0.25 CPU-s/GB (signed payload): {cpu_per_gb:.2}: {}",
+                yes(cpu_per_gb <= 0.25)
+            );
+            let _ = rss_mib;
+        }
+        if let Outcome::Done { cpu_per_gb, .. } = r.down {
+            let _ = writeln!(
+                s,
+                "- sink client CPU down <= 0.2 CPU-s/GB: {cpu_per_gb:.2}: {}",
+                yes(cpu_per_gb <= 0.2)
+            );
+        }
+    }
+    if let Some(r) = find(Target::Sink, Client::CloudstoreUnsigned)
+        && let Outcome::Done { cpu_per_gb, .. } = r.up
+    {
+        let _ = writeln!(
+            s,
+            "- sink client CPU up <= 0.25 CPU-s/GB (unsigned payload): {cpu_per_gb:.2}: {}",
+            yes(cpu_per_gb <= 0.25)
+        );
+    }
+    let limit = (CONCURRENCY as f64) * (PART_SIZE >> 20) as f64 + 32.0;
+    for t in [
+        Target::Sink,
+        Target::Fs,
+        Target::SeaweedFs,
+        Target::Azurite,
+        Target::FakeGcs,
+    ] {
+        if let Some(Outcome::Done { rss_mib, .. }) = find(t, Client::Cloudstore).map(|r| &r.up) {
+            let _ = writeln!(
+                s,
+                "- peak memory of a streaming upload to {} <= {limit:.0} MiB: {rss_mib:.0} MiB: {}",
+                t.label(),
+                yes(*rss_mib <= limit)
+            );
+        }
+    }
+    for t in [Target::SeaweedFs, Target::Azurite, Target::FakeGcs] {
+        let Some(r) = find(t, Client::Cloudstore) else {
+            continue;
+        };
+        if let (Some(m), Some(p)) = (mbps(&r.up), peers(t, true)) {
+            let _ = writeln!(
+                s,
+                "- {} upload >= the best peer ({p:.0} MB/s): {m:.0} MB/s: {}",
+                t.label(),
+                yes(m >= p)
+            );
+        }
+        if let (Some(par), Some(single)) = (
+            mbps(&r.down),
+            find(t, Client::CloudstoreGet).and_then(|g| mbps(&g.down)),
+        ) {
+            let _ = writeln!(
+                s,
+                "- {} parallel download >= 1.5x one GET stream ({single:.0} MB/s): {par:.0} MB/s, {:.2}x: {} (the server shares the client's 2 cores)",
+                t.label(),
+                par / single,
+                yes(par >= 1.5 * single)
+            );
+        }
+    }
+    s
+}
+
+fn runner_main(args: &[String]) -> R<bool> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_path_buf();
+    let mut mib: u64 = std::env::var("CLOUDSTORE_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut runs: u32 = std::env::var("CLOUDSTORE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let mut out = root.join("target/bench-transfer.md");
+    let mut filters = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--mib" => mib = it.next().ok_or("--mib needs a value")?.parse()?,
+            "--runs" => runs = it.next().ok_or("--runs needs a value")?.parse()?,
+            "--out" => out = PathBuf::from(it.next().ok_or("--out needs a value")?),
+            "--bench" => {}
+            "-h" | "--help" => {
+                println!(
+                    "cloudstore-bench [--mib N] [--runs N] [--out FILE] [FILTER...]\n\nFILTER: target ({}) or client ({}) names or prefixes",
+                    Target::ALL.map(Target::name).join(", "),
+                    Client::ALL.map(Client::name).join(", ")
+                );
+                return Ok(true);
+            }
+            f if f.starts_with('-') => return Err(format!("unknown option {f}").into()),
+            f => filters.push(f.to_string()),
+        }
+    }
+    if mib == 0 {
+        return Err("the size must be at least 1 MiB".into());
+    }
+    let target_filters: Vec<&String> = filters
+        .iter()
+        .filter(|f| Target::ALL.iter().any(|t| t.name().starts_with(f.as_str())))
+        .collect();
+    let client_filters: Vec<&String> = filters
+        .iter()
+        .filter(|f| !target_filters.contains(f))
+        .collect();
+
+    load_emulator_env(&root);
+    let scratch = root.join("target/bench-data/transfer");
+    std::fs::create_dir_all(&scratch)?;
+    let exe = std::env::current_exe()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let addr = rt.block_on(sink::start(mib << 20))?;
+    let sink_url = format!("http://{addr}");
+
+    let header = format!(
+        "cloudstore transfer benchmark, {}: {}; object {mib} MiB, 16 MiB parts, 8 in flight, median of {runs} run(s) per case",
+        today(),
+        machine()
+    );
+    println!("{header}");
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    let mut failed = false;
+    for target in Target::ALL {
+        if !target_filters.is_empty()
+            && !target_filters
+                .iter()
+                .any(|f| target.name().starts_with(f.as_str()))
+        {
+            continue;
+        }
+        if target == Target::Memory && mib > 2048 {
+            let why =
+                "objects over 2 GiB: the in-process memory stores would hold one to three copies"
+                    .to_string();
+            println!("skipping {}: {why}", target.label());
+            skipped.push((target, why));
+            continue;
+        }
+        if let Err(why) = rt.block_on(probe(target, &scratch)) {
+            println!("skipping {}: {why}", target.label());
+            skipped.push((target, why));
+            continue;
+        }
+        rt.block_on(clean(target, mib, &scratch));
+        for (client, reason) in target.clients() {
+            let matches = |c: Client| {
+                client_filters
+                    .iter()
+                    .any(|f| c.name().starts_with(f.as_str()))
+            };
+            // A download-only client follows the client whose object it reads, and needs it.
+            let wanted = client_filters.is_empty()
+                || matches(client)
+                || matches(client.object_owner())
+                || target
+                    .clients()
+                    .iter()
+                    .any(|(d, _)| *d != client && d.object_owner() == client && matches(*d));
+            if !wanted {
+                continue;
+            }
+            let mut row = Row {
+                target,
+                client,
+                up: Outcome::Skipped(""),
+                down: Outcome::Skipped(""),
+            };
+            if let Some(r) = reason {
+                row.up = Outcome::Skipped(r);
+                row.down = Outcome::Skipped(r);
+                println!("{:<22} {:<28} {r}", target.name(), client.name());
+                rows.push(row);
+                continue;
+            }
+            for upload in [true, false] {
+                if upload && !client.uploads() {
+                    continue;
+                }
+                let o = run_case(&exe, target, client, upload, mib, runs, &scratch, &sink_url);
+                let [a, b, c] = cells(&o);
+                let what = if upload { "upload" } else { "download" };
+                match &o {
+                    Outcome::Failed(m) => {
+                        failed = true;
+                        println!(
+                            "{:<10} {:<26} {what:<8} FAILED: {m}",
+                            target.name(),
+                            client.name()
+                        );
+                    }
+                    _ => println!(
+                        "{:<10} {:<26} {what:<8} {a:>6} MB/s {b:>6} CPU-s/GB {c:>6} MiB peak RSS",
+                        target.name(),
+                        client.name()
+                    ),
+                }
+                if upload {
+                    row.up = o;
+                } else {
+                    row.down = o;
+                }
+            }
+            rows.push(row);
+        }
+        rt.block_on(clean(target, mib, &scratch));
+    }
+    let text = table(&header, &rows, &skipped);
+    println!("\n{text}");
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, &text)?;
+    println!("written to {}", out.display());
+    Ok(!failed)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--case") {
+        if args.len() < 4 {
+            eprintln!(
+                "usage: cloudstore-bench --case TARGET CLIENT up|down [--mib N] [--scratch DIR] [--sink URL]"
+            );
+            std::process::exit(2);
+        }
+        if let Err(e) = child_main(&args[1..]) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    match runner_main(&args) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("cloudstore-bench: some cases failed (see the table)");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("cloudstore-bench: {e}");
+            std::process::exit(1);
+        }
+    }
+}
