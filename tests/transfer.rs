@@ -1,171 +1,19 @@
 //! The transfer engine on memory and fs: part sizing, parallelism, failures, checksums,
 //! downloads. A wrapper backend injects faults and observes what the engine sends.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use cloudstore::transfer::{CHECKSUM_METADATA, Crc32c};
+use cloudstore::transfer::CHECKSUM_METADATA;
 use cloudstore::{
-    Backend, Capabilities, CopyMode, Error, ErrorKind, GetOptions, GetResult, Key, ListPage,
-    ListRequest, MemoryBackend, Metadata, MultipartUploadInfo, ObjectMeta, Op, PartInfo,
-    PartNumber, Payload, PutMode, PutOptions, Store, TransferConfig, UploadId,
+    Capabilities, Error, ErrorKind, MemoryBackend, Op, PutOptions, Store, TransferConfig,
 };
 
-/// Memory with hooks: failing parts, counting concurrent part uploads, replacing the object
-/// before the n-th ranged read.
-#[derive(Debug, Default)]
-struct Hooks {
-    /// Part number -> (failures left, retryable).
-    fail_parts: Mutex<HashMap<u32, (u32, bool)>>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    part_calls: AtomicUsize,
-    gets: AtomicUsize,
-    replace_on_get: Mutex<Option<usize>>,
-    /// Cut the body of the n-th read short (a dropped connection).
-    truncate_get: Mutex<Option<usize>>,
-    /// When set, part uploads wait for a permit (to hold them in flight).
-    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
-}
-
-#[derive(Debug, Clone)]
-struct Hooked {
-    inner: MemoryBackend,
-    hooks: Arc<Hooks>,
-}
-
-#[async_trait]
-impl Backend for Hooked {
-    fn name(&self) -> &str {
-        "hooked"
-    }
-    fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
-    }
-    async fn put(
-        &self,
-        key: &Key,
-        data: Payload,
-        opts: &PutOptions,
-    ) -> cloudstore::Result<ObjectMeta> {
-        self.inner.put(key, data, opts).await
-    }
-    async fn get(&self, key: &Key, opts: &GetOptions) -> cloudstore::Result<GetResult> {
-        let n = self.hooks.gets.fetch_add(1, Ordering::SeqCst) + 1;
-        let replace = *self.hooks.replace_on_get.lock().unwrap();
-        if replace == Some(n) {
-            self.inner
-                .put(key, Payload::from("a new version"), &PutOptions::default())
-                .await?;
-        }
-        let mut res = self.inner.get(key, opts).await?;
-        if *self.hooks.truncate_get.lock().unwrap() == Some(n) {
-            let all = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
-            let half = (res.range.end - res.range.start) as usize / 2;
-            let bytes: Vec<Bytes> = futures::StreamExt::collect::<Vec<_>>(all)
-                .await
-                .into_iter()
-                .map(|b| b.unwrap())
-                .collect();
-            let joined: Vec<u8> = bytes.concat();
-            res.body = Box::pin(futures::stream::iter([Ok(Bytes::from(
-                joined[..half].to_vec(),
-            ))]));
-        }
-        Ok(res)
-    }
-    async fn head(&self, key: &Key) -> cloudstore::Result<ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &Key) -> cloudstore::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, req: &ListRequest) -> cloudstore::Result<ListPage> {
-        self.inner.list(req).await
-    }
-    async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> cloudstore::Result<ObjectMeta> {
-        self.inner.copy(from, to, mode).await
-    }
-    async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> cloudstore::Result<UploadId> {
-        self.inner.create_multipart(key, opts).await
-    }
-    async fn put_part(
-        &self,
-        key: &Key,
-        upload: &UploadId,
-        part: PartNumber,
-        data: Payload,
-    ) -> cloudstore::Result<PartInfo> {
-        self.hooks.part_calls.fetch_add(1, Ordering::SeqCst);
-        let now = self.hooks.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        let gate = self.hooks.gate.lock().unwrap().clone();
-        if let Some(g) = gate {
-            let _ = g.acquire().await;
-        }
-        self.hooks.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        // Let other parts start, so that concurrency is observable.
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        let failure = {
-            let mut f = self.hooks.fail_parts.lock().unwrap();
-            match f.get_mut(&part.get()) {
-                Some((left, retryable)) if *left > 0 => {
-                    *left -= 1;
-                    Some(*retryable)
-                }
-                _ => None,
-            }
-        };
-        let r = match failure {
-            Some(retryable) => {
-                Err(
-                    Error::new(ErrorKind::Other, Op::PutPart, "hooked", "injected failure")
-                        .with_retryable(retryable),
-                )
-            }
-            None => self.inner.put_part(key, upload, part, data).await,
-        };
-        self.hooks.in_flight.fetch_sub(1, Ordering::SeqCst);
-        r
-    }
-    async fn complete_multipart(
-        &self,
-        key: &Key,
-        upload: &UploadId,
-        parts: &[PartInfo],
-        mode: &PutMode,
-    ) -> cloudstore::Result<ObjectMeta> {
-        self.inner
-            .complete_multipart(key, upload, parts, mode)
-            .await
-    }
-    async fn complete_multipart_with_metadata(
-        &self,
-        key: &Key,
-        upload: &UploadId,
-        parts: &[PartInfo],
-        mode: &PutMode,
-        metadata: &Metadata,
-    ) -> cloudstore::Result<ObjectMeta> {
-        self.inner
-            .complete_multipart_with_metadata(key, upload, parts, mode, metadata)
-            .await
-    }
-    async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> cloudstore::Result<()> {
-        self.inner.abort_multipart(key, upload).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-    ) -> cloudstore::Result<Vec<MultipartUploadInfo>> {
-        self.inner.list_multipart_uploads(prefix).await
-    }
-}
+mod common;
+use common::{Hooked, Hooks, crc_hex, data, no_uploads_left};
 
 /// Small limits so that a few hundred KiB make many parts.
 fn small_caps() -> Capabilities {
@@ -193,26 +41,10 @@ fn config(part: u64, concurrency: usize) -> TransferConfig {
 fn hooked(caps: Capabilities, cfg: TransferConfig) -> (Store, Arc<Hooks>) {
     let hooks = Arc::new(Hooks::default());
     let backend = Hooked {
-        inner: MemoryBackend::with_capabilities(caps),
+        inner: Arc::new(MemoryBackend::with_capabilities(caps)),
         hooks: hooks.clone(),
     };
     (Store::new(backend).with_transfer_config(cfg), hooks)
-}
-
-fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-fn crc_hex(bytes: &[u8]) -> String {
-    let mut c = Crc32c::new();
-    c.update(bytes);
-    c.to_hex()
-}
-
-async fn no_uploads_left(store: &Store) -> bool {
-    store.list_multipart_uploads(None).await.unwrap().is_empty()
 }
 
 #[tokio::test]
@@ -585,7 +417,7 @@ async fn an_interrupted_file_upload_resumes_elsewhere_sending_only_missing_parts
         .unwrap()
         .insert(7, (u32::MAX, false));
     let first = Store::new(Hooked {
-        inner: shared.clone(),
+        inner: Arc::new(shared.clone()),
         hooks: hooks.clone(),
     })
     .with_transfer_config(config(2048, 2));
@@ -615,7 +447,7 @@ async fn an_interrupted_file_upload_resumes_elsewhere_sending_only_missing_parts
     // Second process: a new store over the same data, no faults.
     let hooks2 = Arc::new(Hooks::default());
     let second = Store::new(Hooked {
-        inner: shared.clone(),
+        inner: Arc::new(shared.clone()),
         hooks: hooks2.clone(),
     })
     .with_transfer_config(config(2048, 2));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::checksum::{CHECKSUM_METADATA, Crc32c};
 use super::upload::{UNIT, put_part_with_retries, units};
@@ -357,8 +357,12 @@ impl Store {
             key: key.clone(),
             id: checkpoint_path.is_none().then(|| id.clone()),
         };
-        let sent: Result<()> = futures::stream::iter(missing)
+        // After a failure no new part starts, but parts in flight finish and are recorded,
+        // so that a resume does not send them again.
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let results: Vec<Result<()>> = futures::stream::iter(missing)
             .map(|i| {
+                let failed = failed.clone();
                 let (backend, key, id, cfg) =
                     (backend.clone(), key.clone(), id.clone(), cfg.clone());
                 let (done, parts_done, progress, state) = (
@@ -373,62 +377,73 @@ impl Store {
                     checkpoint_path.clone(),
                 );
                 async move {
-                    let offset = i * part;
-                    let len = part.min(size - offset);
-                    let _permit = memory
-                        .acquire_many_owned(units(len, global_units))
-                        .await
-                        .map_err(|_| {
-                            Error::new(
-                                ErrorKind::Other,
-                                Op::PutPart,
-                                backend.name(),
-                                "the memory budget was closed",
-                            )
-                        })?;
-                    let (data, crc) = source.read(offset, len).await?;
-                    let number = PartNumber::new(i as u32 + 1)?;
-                    let info = put_part_with_retries(
-                        backend.as_ref(),
-                        &key,
-                        &id,
-                        number,
-                        Payload::from(data),
-                        &cfg,
-                    )
-                    .await?;
-                    {
-                        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                        s.parts.insert(
-                            number.get(),
-                            DonePart {
-                                info,
-                                crc32c: crc.value(),
-                            },
-                        );
-                        // Saved every few parts (and at the end): a crash loses at most that
-                        // much progress, and saving stays linear in the part count.
-                        if let Some(p) = &cp_path
-                            && s.parts.len() % CHECKPOINT_EVERY == 0
+                    if failed.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    let r: Result<()> = async {
+                        let offset = i * part;
+                        let len = part.min(size - offset);
+                        let _permit = memory
+                            .acquire_many_owned(units(len, global_units))
+                            .await
+                            .map_err(|_| {
+                                Error::new(
+                                    ErrorKind::Other,
+                                    Op::PutPart,
+                                    backend.name(),
+                                    "the memory budget was closed",
+                                )
+                            })?;
+                        let (data, crc) = source.read(offset, len).await?;
+                        let number = PartNumber::new(i as u32 + 1)?;
+                        let info = put_part_with_retries(
+                            backend.as_ref(),
+                            &key,
+                            &id,
+                            number,
+                            Payload::from(data),
+                            &cfg,
+                        )
+                        .await?;
                         {
-                            s.save(p)?;
+                            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                            s.parts.insert(
+                                number.get(),
+                                DonePart {
+                                    info,
+                                    crc32c: crc.value(),
+                                },
+                            );
+                            // Saved every few parts (and at the end): a crash loses at most that
+                            // much progress, and saving stays linear in the part count.
+                            if let Some(p) = &cp_path
+                                && s.parts.len() % CHECKPOINT_EVERY == 0
+                            {
+                                s.save(p)?;
+                            }
                         }
+                        let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
+                        let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Some(p) = &progress {
+                            p(Progress {
+                                bytes,
+                                total: Some(size),
+                                parts,
+                            });
+                        }
+                        Ok(())
                     }
-                    let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
-                    let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if let Some(p) = &progress {
-                        p(Progress {
-                            bytes,
-                            total: Some(size),
-                            parts,
-                        });
+                    .await;
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
                     }
-                    Ok(())
+                    r
                 }
             })
             .buffer_unordered(cfg.concurrency.max(1))
-            .try_collect()
+            .collect()
             .await;
+        let sent: Result<()> = results.into_iter().collect();
         let cp = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(p) = &checkpoint_path {
             cp.save(p)?;
