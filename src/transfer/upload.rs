@@ -22,7 +22,7 @@ use crate::store::Store;
 /// Memory is counted in KiB so that a part of several GiB fits a semaphore request.
 pub(super) const UNIT: u64 = 1024;
 /// `AsyncWrite` input is gathered into chunks of this size before it joins a part.
-const STAGING: usize = 256 * 1024;
+const STAGING: usize = 4 * 1024 * 1024;
 
 /// Permits a part holds until it is uploaded.
 struct Reservation {
