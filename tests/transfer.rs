@@ -588,7 +588,7 @@ async fn a_write_cancelled_mid_way_leaves_no_upload() {
     let (store, hooks) = hooked(small_caps(), config(1024, 2));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     *hooks.gate.lock().unwrap() = Some(gate.clone());
-    let body = data(600_000, 17);
+    let body = data(10_000_000, 17);
     let mut up = store.writer("cancelled", &PutOptions::default()).unwrap();
     // Parts block at the gate, the budget fills, the write waits: cancel it there.
     let r = tokio::time::timeout(std::time::Duration::from_millis(200), up.write_all(&body)).await;
