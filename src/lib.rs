@@ -1,6 +1,6 @@
 //! # cloudstore
 //!
-//! One storage API over memory, a local directory and (in coming releases) Amazon S3 and
+//! One storage API over memory, a local directory, Amazon S3 and
 //! S3-compatible stores, Azure Blob Storage and Google Cloud Storage. Which one is a matter
 //! of configuration, a URL plus options, never of code: the same [`Store`] calls, the same
 //! typed [`Error`]s, the same conditional-write rules on every backend, proven by one
@@ -31,8 +31,16 @@
 //!
 //! - [`Store`]: the cheap-to-clone handle: key prefix, validation, simple operations,
 //!   id-based multipart primitives.
+//! - [`transfer`]: the engine behind [`Store::writer`], [`Store::upload_file`],
+//!   [`Store::download_file`] and [`Store::reader`]: parts in parallel under a memory
+//!   budget, retries, CRC32C end to end, resumable file uploads.
 //! - [`Backend`]: the small provider interface, with [`Capabilities`] as plain data. The
-//!   built-in backends are [`MemoryBackend`] and [`FsBackend`].
+//!   built-in backends are [`MemoryBackend`], [`FsBackend`] and, with the default features
+//!   `s3`, `azure` and `gcs`, `S3Backend` and `AzureBackend` (over `object_store`) and
+//!   `GcsBackend` (over `gcloud-storage`, JSON API).
+//!
+//! URLs pick the backend: `memory://`, `file:///dir`, `s3://bucket/prefix`,
+//! `az://container/prefix`, `gs://bucket/prefix` (see [`config`]).
 
 #![warn(missing_docs)]
 

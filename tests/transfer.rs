@@ -637,3 +637,41 @@ async fn writing_past_the_size_hint_is_refused() {
     assert!(e.contains("declared size"), "{e}");
     assert!(no_uploads_left(&store).await);
 }
+
+#[tokio::test]
+async fn streams_round_trip_at_exact_part_multiples_and_one_byte_over() {
+    for len in [3 * 2048, 3 * 2048 + 1, 2048, 2047, 1] {
+        let (store, hooks) = hooked(small_caps(), config(2048, 2));
+        let body = data(len, len as u8);
+        let chunks: Vec<cloudstore::Result<Bytes>> = body
+            .chunks(700)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let meta = store
+            .upload_stream(
+                "edge",
+                futures::stream::iter(chunks),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(meta.size, len as u64);
+        assert_eq!(store.get_bytes("edge").await.unwrap(), body, "{len} bytes");
+        // One part or less is a single PUT; beyond, every part is full but the last.
+        let expected_parts = if len <= 2048 { 0 } else { len.div_ceil(2048) };
+        assert_eq!(
+            hooks.part_calls.load(Ordering::SeqCst),
+            expected_parts,
+            "{len} bytes"
+        );
+        assert_eq!(
+            store
+                .head("edge")
+                .await
+                .unwrap()
+                .metadata
+                .get(CHECKSUM_METADATA),
+            Some(&crc_hex(&body))
+        );
+    }
+}
