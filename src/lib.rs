@@ -66,8 +66,8 @@ pub use error::{Error, ErrorKind, Op, Result};
 pub use key::{Key, MAX_KEY_LEN};
 pub use object::{
     ByteRange, ByteStream, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Listing,
-    Metadata, MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
-    PresignedRequest, PutMode, PutOptions, UploadId,
+    Metadata, MultipartUploadInfo, NativeChecksum, ObjectMeta, PartInfo, PartNumber, Payload,
+    PresignMethod, PresignedRequest, PutMode, PutOptions, UploadId,
 };
 pub use store::{ListStream, Store};
 pub use transfer::{Progress, ProgressFn, TransferConfig, Upload};

@@ -596,6 +596,14 @@ impl fmt::Debug for PresignedRequest {
     }
 }
 
+/// A whole-object checksum the service itself stores and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NativeChecksum {
+    /// CRC64-NVME of the whole object (S3's full-object checksum).
+    Crc64Nvme(u64),
+}
+
 /// The HTTP method a presigned URL allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PresignMethod {

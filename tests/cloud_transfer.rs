@@ -274,3 +274,52 @@ async fn a_corrupted_file_under_fs_is_detected_on_download() {
         .unwrap_err();
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_streamed_uploads_are_verified_by_the_native_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = clouds().into_iter().next().unwrap();
+    assert_eq!(store.backend_name(), "s3");
+    let body = data(2 * PART as usize + 7, 10);
+    let mut up = store.writer("native", &PutOptions::default()).unwrap();
+    up.write_all(&body).await.unwrap();
+    up.finish().await.unwrap();
+    // S3 fixes metadata when a multipart upload starts: the stream's CRC32C is not there,
+    // but S3 keeps the CRC64-NVME it checked on every part.
+    let head = store.head("native").await.unwrap();
+    assert!(!head.metadata.contains_key(CHECKSUM_METADATA));
+    let key = store.full_key(cloudstore::Op::Get, "native").unwrap();
+    assert!(
+        store
+            .backend()
+            .native_checksum(&key)
+            .await
+            .unwrap()
+            .is_some(),
+        "no native checksum stored"
+    );
+    store
+        .download_file("native", dir.path().join("ok.bin"))
+        .await
+        .unwrap();
+    assert!(std::fs::read(dir.path().join("ok.bin")).unwrap() == body);
+
+    let (hooked, hooks) = hook(&store, config());
+    hooks.corrupt_native.store(true, Ordering::SeqCst);
+    let e = hooked
+        .download_file("native", dir.path().join("bad.bin"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChecksumMismatch, "{e}");
+    assert!(!dir.path().join("bad.bin").exists());
+    let mut sink = Vec::new();
+    let e = hooked
+        .reader("native")
+        .await
+        .unwrap()
+        .read_to_end(&mut sink)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    store.delete("native").await.unwrap();
+}

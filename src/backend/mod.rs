@@ -238,6 +238,14 @@ pub trait Backend: Debug + Send + Sync + 'static {
     /// Discards an upload and its parts; aborting an unknown upload succeeds.
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()>;
 
+    /// The whole-object checksum the service stores for `key`, if it keeps one (S3 keeps a
+    /// CRC64-NVME when uploads send it). Downloads verify against it when the object has no
+    /// `cloudstore-crc32c` metadata.
+    async fn native_checksum(&self, key: &Key) -> Result<Option<crate::object::NativeChecksum>> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Lists in-progress multipart uploads whose key starts with `prefix`.
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
         let _ = prefix;

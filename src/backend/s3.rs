@@ -103,11 +103,15 @@ impl S3Backend {
                 .parse()
                 .map_err(|_| config_error(format!("unknown option '{name}' for s3://")))?;
             copy_mode_given |= matches!(key, AmazonS3ConfigKey::CopyIfNotExists);
-            if matches!(key, AmazonS3ConfigKey::Checksum) {
-                // object_store then returns part tags that are not ETags, which the
-                // conditional completion cannot send; checksums are cloudstore's job.
+            if matches!(key, AmazonS3ConfigKey::Checksum)
+                && !options
+                    .get(name)
+                    .unwrap_or_default()
+                    .eq_ignore_ascii_case("crc64nvme")
+            {
+                // Downloads verify S3's CRC64-NVME; another algorithm would go unchecked.
                 return Err(config_error(format!(
-                    "option '{name}' is not supported: cloudstore computes and verifies checksums itself"
+                    "option '{name}' only takes crc64nvme (the checksum cloudstore verifies on S3)"
                 )));
             }
             builder = builder.with_config(key, options.get(name).unwrap_or_default());
@@ -123,6 +127,10 @@ impl S3Backend {
         if !unsigned_given && endpoint_is_tls {
             builder = builder.with_unsigned_payload(true);
         }
+        // Every upload carries a CRC64-NVME that S3 checks and keeps as the object's
+        // full-object checksum, which downloads verify: parts and streams included, where
+        // metadata could not be set after the upload started.
+        builder = builder.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
         if !copy_mode_given {
             builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Header(
                 "If-None-Match".into(),
@@ -207,11 +215,24 @@ impl S3Backend {
             .map_err(|e| map_error(NAME, op, key.as_str(), e))?;
         let mut xml = String::from("<CompleteMultipartUpload>");
         for part in parts {
+            // With checksums on, object_store's part tag is a small XML record of the ETag
+            // and the part's checksum; S3 needs both back.
+            let (etag, crc) = match quick_xml::de::from_str::<PartMetadataXml>(&part.etag) {
+                Ok(m) => (m.e_tag, m.checksum_crc64nvme),
+                Err(_) => (part.etag.clone(), None),
+            };
             xml.push_str(&format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
                 part.number,
-                xml_escape(&part.etag)
+                xml_escape(&etag)
             ));
+            if let Some(c) = crc {
+                xml.push_str(&format!(
+                    "<ChecksumCRC64NVME>{}</ChecksumCRC64NVME>",
+                    xml_escape(&c)
+                ));
+            }
+            xml.push_str("</Part>");
         }
         xml.push_str("</CompleteMultipartUpload>");
         let mut req = self.http.post(url).body(xml);
@@ -269,6 +290,14 @@ fn xml_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// object_store's part tag when checksums are on.
+#[derive(serde::Deserialize)]
+#[serde(rename = "PartMetadata")]
+struct PartMetadataXml {
+    e_tag: String,
+    checksum_crc64nvme: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -404,6 +433,61 @@ impl Backend for S3Backend {
 
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()> {
         self.core.abort(key, upload).await
+    }
+
+    async fn native_checksum(&self, key: &Key) -> Result<Option<crate::object::NativeChecksum>> {
+        // A HEAD asking for the checksum (object_store's HEAD does not), presigned with the
+        // mode header bound to the signature.
+        let op = Op::Head;
+        let p = path(op, NAME, key.as_str())?;
+        let opts = SignedUrlOptions::new().with_signed_header(
+            http::HeaderName::from_static("x-amz-checksum-mode"),
+            http::HeaderValue::from_static("ENABLED"),
+        );
+        let url = self
+            .s3
+            .signed_url_opts(http::Method::HEAD, &p, SELF_SIGNED_TTL, &opts)
+            .await
+            .map_err(|e| map_error(NAME, op, key.as_str(), e))?;
+        let resp = self
+            .http
+            .head(url)
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Other,
+                    op,
+                    NAME,
+                    format!("request failed: {}", e.without_url()),
+                )
+                .with_key(key.as_str())
+                .with_retryable(true)
+            })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let (kind, retryable) = super::http_status::kind_for_status(status, "");
+            return Err(Error::new(kind, op, NAME, format!("HTTP {status}"))
+                .with_key(key.as_str())
+                .with_retryable(retryable));
+        }
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        // Only a full-object checksum describes the bytes a download sees.
+        if header("x-amz-checksum-type").is_some_and(|t| !t.eq_ignore_ascii_case("FULL_OBJECT")) {
+            return Ok(None);
+        }
+        let value = header("x-amz-checksum-crc64nvme").and_then(|v| {
+            use base64::Engine;
+            let raw = base64::prelude::BASE64_STANDARD.decode(v).ok()?;
+            Some(u64::from_be_bytes(raw.try_into().ok()?))
+        });
+        Ok(value.map(crate::object::NativeChecksum::Crc64Nvme))
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {

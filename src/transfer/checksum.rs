@@ -67,20 +67,97 @@ pub(crate) fn declared(meta: &ObjectMeta) -> Option<u32> {
         .and_then(|v| u32::from_str_radix(v.trim(), 16).ok())
 }
 
-/// Compares what was read with what the object declares.
-pub(crate) fn verify(backend: &str, meta: &ObjectMeta, got: &Crc32c) -> Result<()> {
-    match declared(meta) {
-        Some(want) if want != got.value() => Err(Error::new(
-            ErrorKind::ChecksumMismatch,
-            Op::Get,
-            backend,
-            format!(
-                "CRC32C of the {} bytes read is {:08x}, the object declares {want:08x}",
-                got.len(),
-                got.value()
-            ),
+/// The checksum a download must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expected {
+    /// From the object's `cloudstore-crc32c` metadata.
+    Crc32c(u32),
+    /// The service's own full-object checksum.
+    Crc64Nvme(u64),
+}
+
+/// What a download verifies: the CRC32C the object declares, else the service's native
+/// checksum, else nothing (objects written by other tools).
+pub(crate) async fn expected(
+    store: &crate::Store,
+    key: &crate::Key,
+    meta: &ObjectMeta,
+) -> Result<Option<Expected>> {
+    if let Some(c) = declared(meta) {
+        return Ok(Some(Expected::Crc32c(c)));
+    }
+    match store
+        .backend()
+        .native_checksum(key)
+        .await
+        .map_err(|e| e.with_op(Op::Get))?
+    {
+        Some(crate::object::NativeChecksum::Crc64Nvme(v)) => Ok(Some(Expected::Crc64Nvme(v))),
+        None => Ok(None),
+    }
+}
+
+/// The checksums of bytes read, computed only as needed.
+#[derive(Clone)]
+pub(crate) struct Running {
+    crc32c: Option<Crc32c>,
+    crc64: Option<crc_fast::Digest>,
+}
+
+impl Running {
+    pub(crate) fn new(expected: Option<Expected>) -> Running {
+        Running {
+            crc32c: matches!(expected, Some(Expected::Crc32c(_))).then(Crc32c::new),
+            crc64: matches!(expected, Some(Expected::Crc64Nvme(_)))
+                .then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
+        }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        if let Some(c) = &mut self.crc32c {
+            c.update(data);
+        }
+        if let Some(d) = &mut self.crc64 {
+            d.update(data);
+        }
+    }
+
+    /// These bytes followed by `next`'s.
+    pub(crate) fn combine(mut self, next: &Running) -> Running {
+        if let (Some(a), Some(b)) = (&mut self.crc32c, &next.crc32c) {
+            *a = a.combine(*b);
+        }
+        if let (Some(a), Some(b)) = (&mut self.crc64, &next.crc64) {
+            a.combine(b);
+        }
+        self
+    }
+}
+
+/// Compares what was read with what was expected.
+pub(crate) fn verify(
+    backend: &str,
+    meta: &ObjectMeta,
+    expected: Option<Expected>,
+    got: &Running,
+) -> Result<()> {
+    let mismatch = |what: String| {
+        Err(
+            Error::new(ErrorKind::ChecksumMismatch, Op::Get, backend, what)
+                .with_key(meta.key.as_str()),
         )
-        .with_key(meta.key.as_str())),
+    };
+    match (expected, &got.crc32c, &got.crc64) {
+        (Some(Expected::Crc32c(want)), Some(c), _) if want != c.value() => mismatch(format!(
+            "CRC32C of the {} bytes read is {:08x}, the object declares {want:08x}",
+            c.len(),
+            c.value()
+        )),
+        (Some(Expected::Crc64Nvme(want)), _, Some(d)) if want != d.finalize() => mismatch(format!(
+            "CRC64-NVME of the {} bytes read is {:016x}, the service stores {want:016x}",
+            d.get_amount(),
+            d.finalize()
+        )),
         _ => Ok(()),
     }
 }

@@ -13,7 +13,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, ReadBuf};
 
-use super::checksum::{Crc32c, verify};
+use super::checksum::{Expected, Running, expected, verify};
 use super::{Progress, ProgressFn, backoff};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -36,7 +36,8 @@ async fn fetch_range(
     key: &Key,
     etag: Option<&str>,
     range: Range<u64>,
-) -> Result<(Vec<Bytes>, Crc32c)> {
+    check: Option<Expected>,
+) -> Result<(Vec<Bytes>, Running)> {
     let cfg = &store.transfer().config;
     let mut attempt = 1;
     loop {
@@ -45,16 +46,14 @@ async fn fetch_range(
             if_match: etag.map(str::to_string),
             ..Default::default()
         };
-        let attempt_result: Result<(Vec<Bytes>, Crc32c)> = async {
+        let attempt_result: Result<(Vec<Bytes>, Running)> = async {
             let res = store.backend().get(key, &opts).await?;
-            let mut crc = Crc32c::new();
+            let mut crc = Running::new(check);
             let mut chunks = Vec::new();
             let mut body = res.into_checked_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
-                if cfg.checksum {
-                    crc.update(&chunk);
-                }
+                crc.update(&chunk);
                 chunks.push(chunk);
             }
             Ok((chunks, crc))
@@ -119,6 +118,11 @@ impl Store {
             .await
             .map_err(|e| e.with_op(Op::Get))?;
         let cfg = self.transfer().config.clone();
+        let check = if cfg.checksum {
+            expected(self, &k, &meta).await?
+        } else {
+            None
+        };
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -143,7 +147,7 @@ impl Store {
         let done = Arc::new(AtomicU64::new(0));
         let parts_done = Arc::new(AtomicU64::new(0));
         let etag = meta.etag.clone();
-        let results: Vec<(usize, Crc32c)> =
+        let results: Vec<(usize, Running)> =
             futures::stream::iter(ranges(meta.size, cfg.part_size).into_iter().enumerate())
                 .map(|(i, r)| {
                     let (store, k, etag, file) =
@@ -153,7 +157,8 @@ impl Store {
                     let total = meta.size;
                     async move {
                         let offset = r.start;
-                        let (chunks, crc) = fetch_range(&store, &k, etag.as_deref(), r).await?;
+                        let (chunks, crc) =
+                            fetch_range(&store, &k, etag.as_deref(), r, check).await?;
                         // One blocking hop per range: positional writes of its chunks.
                         let len = tokio::task::spawn_blocking(move || -> io::Result<u64> {
                             use std::os::unix::fs::FileExt;
@@ -186,13 +191,13 @@ impl Store {
                 .buffer_unordered(cfg.concurrency.max(1))
                 .try_collect()
                 .await?;
-        if cfg.checksum {
+        if check.is_some() {
             let mut ordered = results;
             ordered.sort_by_key(|(i, _)| *i);
             let whole = ordered
-                .into_iter()
-                .fold(Crc32c::new(), |acc, (_, c)| acc.combine(c));
-            verify(self.backend_name(), &meta, &whole)?;
+                .iter()
+                .fold(Running::new(check), |acc, (_, c)| acc.combine(c));
+            verify(self.backend_name(), &meta, check, &whole)?;
         }
         let file = Arc::try_unwrap(file).map_err(|_| {
             Error::new(
@@ -225,13 +230,18 @@ impl Store {
             .await
             .map_err(|e| e.with_op(Op::Get))?;
         let cfg = self.transfer().config.clone();
+        let check = if cfg.checksum {
+            expected(self, &k, &meta).await?
+        } else {
+            None
+        };
         let store = self.clone();
         let etag = meta.etag.clone();
         let fetches = futures::stream::iter(ranges(meta.size, cfg.part_size))
             .map(move |r| {
                 let (store, k, etag) = (store.clone(), k.clone(), etag.clone());
                 async move {
-                    fetch_range(&store, &k, etag.as_deref(), r)
+                    fetch_range(&store, &k, etag.as_deref(), r, None)
                         .await
                         .map(|(chunks, _)| chunks)
                 }
@@ -241,13 +251,12 @@ impl Store {
             .try_flatten();
         let verify_meta = meta.clone();
         let backend = self.backend_name().to_string();
-        let check = cfg.checksum;
         let body = fetches.boxed();
         Ok(ObjectReader {
             meta: self.relative_meta(meta),
             inner: Verifying {
                 body,
-                crc: Crc32c::new(),
+                crc: Running::new(check),
                 meta: verify_meta,
                 backend,
                 check,
@@ -264,10 +273,10 @@ struct Verifying {
     body: BoxStream<'static, Result<Bytes>>,
     /// A failure is final: every later read reports it again, never a clean end.
     failed: Option<String>,
-    crc: Crc32c,
+    crc: Running,
     meta: ObjectMeta,
     backend: String,
-    check: bool,
+    check: Option<Expected>,
     pending: Bytes,
     done: bool,
 }
@@ -314,7 +323,7 @@ impl AsyncRead for ObjectReader {
             }
             match std::task::ready!(v.body.poll_next_unpin(cx)) {
                 Some(Ok(chunk)) => {
-                    if v.check {
+                    if v.check.is_some() {
                         v.crc.update(&chunk);
                     }
                     v.pending = chunk;
@@ -325,8 +334,8 @@ impl AsyncRead for ObjectReader {
                 }
                 None => {
                     v.done = true;
-                    if v.check
-                        && let Err(e) = verify(&v.backend, &v.meta, &v.crc)
+                    if v.check.is_some()
+                        && let Err(e) = verify(&v.backend, &v.meta, v.check, &v.crc)
                     {
                         v.failed = Some(e.to_string());
                         return Poll::Ready(Err(io::Error::other(e)));

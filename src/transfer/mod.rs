@@ -22,7 +22,11 @@
 //! - Checksums: a CRC32C of the whole object is computed as the data flows (hardware
 //!   accelerated) and stored with the object in the metadata entry
 //!   [`CHECKSUM_METADATA`] (as 8 hex digits); downloads verify it and answer
-//!   [`ErrorKind::ChecksumMismatch`](crate::ErrorKind::ChecksumMismatch). CRC32C costs far
+//!   [`ErrorKind::ChecksumMismatch`](crate::ErrorKind::ChecksumMismatch). On S3, where
+//!   metadata is fixed when a multipart upload starts, every upload also carries a
+//!   CRC64-NVME that S3 checks per part and keeps as the object's full-object checksum;
+//!   downloads verify against it when there is no CRC32C metadata
+//!   ([`Backend::native_checksum`](crate::Backend::native_checksum)). CRC32C costs far
 //!   less than SHA-256 or MD5 per byte; on S3 the payload signature (SHA-256) is still
 //!   computed by the SigV4 signer unless the option `unsigned_payload=true` is given (safe
 //!   over TLS, where the CRC then protects the content end to end).

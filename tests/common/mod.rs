@@ -30,6 +30,8 @@ pub struct Hooks {
     pub truncate_get: Mutex<Option<usize>>,
     /// When set, part uploads wait for a permit (to hold them in flight).
     pub gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// Report a wrong native checksum (as if the stored bytes had changed).
+    pub corrupt_native: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,20 @@ impl Backend for Hooked {
     }
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> cloudstore::Result<()> {
         self.inner.abort_multipart(key, upload).await
+    }
+    async fn native_checksum(
+        &self,
+        key: &Key,
+    ) -> cloudstore::Result<Option<cloudstore::NativeChecksum>> {
+        let v = self.inner.native_checksum(key).await?;
+        Ok(match v {
+            Some(cloudstore::NativeChecksum::Crc64Nvme(c))
+                if self.hooks.corrupt_native.load(Ordering::SeqCst) =>
+            {
+                Some(cloudstore::NativeChecksum::Crc64Nvme(c ^ 1))
+            }
+            other => other,
+        })
     }
     async fn list_multipart_uploads(
         &self,
