@@ -219,8 +219,9 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
     let config = cloudstore::TransferConfig {
         part_size: PART_SIZE,
         concurrency: CONCURRENCY,
-        // The parts in flight and the one being filled, as the peers hold.
-        upload_memory: PART_SIZE * (CONCURRENCY as u64 + 1),
+        // Parts in flight and the one being filled, together within concurrency x part
+        // (the bound: concurrency x part size + 32 MiB).
+        upload_memory: PART_SIZE * CONCURRENCY as u64,
         checksum: case.client != Client::CloudstoreUnsignedNoCrc,
         ..Default::default()
     };

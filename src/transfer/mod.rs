@@ -60,7 +60,9 @@ pub struct TransferConfig {
     pub part_size: u64,
     /// Parts (or ranges) in flight per transfer.
     pub concurrency: usize,
-    /// Most bytes one upload holds in memory; at least one part.
+    /// Most bytes one upload holds in memory, the part being filled included; at least one
+    /// part. With `concurrency x part_size` (the default), an upload's peak is about that
+    /// plus a 4 MiB write buffer.
     pub upload_memory: u64,
     /// Most bytes all uploads of a store and its clones hold together.
     pub global_memory: u64,
@@ -77,7 +79,7 @@ impl Default for TransferConfig {
         TransferConfig {
             part_size: 8 * MIB,
             concurrency: 8,
-            upload_memory: 80 * MIB,
+            upload_memory: 64 * MIB,
             global_memory: 512 * MIB,
             attempts: 4,
             backoff: Duration::from_millis(100),
