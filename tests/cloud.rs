@@ -69,6 +69,17 @@ fn s3_bad_configuration_is_invalid_input() {
         e.message().contains("unknown option 'no_such_option'"),
         "{e}"
     );
+    let e = Store::from_url(
+        "s3://bucket",
+        &StoreOptions::new().with("checksum_algorithm", "sha256"),
+    )
+    .unwrap_err();
+    assert!(e.message().contains("crc64nvme"), "{e}");
+    Store::from_url(
+        "s3://bucket",
+        &StoreOptions::new().with("checksum_algorithm", "none"),
+    )
+    .unwrap();
     let e = Store::from_url("s3:///only-a-path", &StoreOptions::new()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
 }

@@ -15,6 +15,11 @@
 //! Set `unsigned_payload=false` to sign payloads anyway; over plain `http` they are signed
 //! unless `unsigned_payload=true`.
 //!
+//! Every upload carries a CRC64-NVME (`checksum_algorithm=crc64nvme`, the default) that S3
+//! checks per part and keeps as the object's full-object checksum; downloads verify it.
+//! For an S3-compatible store that lacks it, `checksum_algorithm=none` turns it off (the
+//! transfer engine's CRC32C metadata still covers single PUTs and file uploads).
+//!
 //! Two operations `object_store` does not expose are sent as requests presigned by its own
 //! signer: conditional multipart completion (`If-None-Match: *` / `If-Match` on
 //! CompleteMultipartUpload) and listing in-progress uploads (ListMultipartUploads). Copy
@@ -92,6 +97,7 @@ impl S3Backend {
     pub fn new(bucket: &str, options: &StoreOptions) -> Result<S3Backend> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let mut copy_mode_given = false;
+        let mut native_checksum = true;
         if let Some(retry) = super::object_store_core::retry_config(NAME, options)? {
             builder = builder.with_retry(retry);
         }
@@ -103,16 +109,19 @@ impl S3Backend {
                 .parse()
                 .map_err(|_| config_error(format!("unknown option '{name}' for s3://")))?;
             copy_mode_given |= matches!(key, AmazonS3ConfigKey::CopyIfNotExists);
-            if matches!(key, AmazonS3ConfigKey::Checksum)
-                && !options
-                    .get(name)
-                    .unwrap_or_default()
-                    .eq_ignore_ascii_case("crc64nvme")
-            {
-                // Downloads verify S3's CRC64-NVME; another algorithm would go unchecked.
-                return Err(config_error(format!(
-                    "option '{name}' only takes crc64nvme (the checksum cloudstore verifies on S3)"
-                )));
+            if matches!(key, AmazonS3ConfigKey::Checksum) {
+                let value = options.get(name).unwrap_or_default();
+                if value.eq_ignore_ascii_case("none") {
+                    // For S3-compatible stores without CRC64-NVME support.
+                    native_checksum = false;
+                    continue;
+                }
+                if !value.eq_ignore_ascii_case("crc64nvme") {
+                    // Downloads verify S3's CRC64-NVME; another algorithm would go unchecked.
+                    return Err(config_error(format!(
+                        "option '{name}' takes crc64nvme (the default, verified by downloads) or none"
+                    )));
+                }
             }
             builder = builder.with_config(key, options.get(name).unwrap_or_default());
         }
@@ -130,7 +139,9 @@ impl S3Backend {
         // Every upload carries a CRC64-NVME that S3 checks and keeps as the object's
         // full-object checksum, which downloads verify: parts and streams included, where
         // metadata could not be set after the upload started.
-        builder = builder.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
+        if native_checksum {
+            builder = builder.with_config(AmazonS3ConfigKey::Checksum, "crc64nvme");
+        }
         if !copy_mode_given {
             builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Header(
                 "If-None-Match".into(),
