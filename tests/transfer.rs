@@ -675,3 +675,28 @@ async fn streams_round_trip_at_exact_part_multiples_and_one_byte_over() {
         );
     }
 }
+
+#[tokio::test]
+async fn stream_uploads_take_a_size_hint_and_report_progress() {
+    let (store, hooks) = hooked(small_caps(), config(1024, 2));
+    let body = data(10_000, 20);
+    let last = Arc::new(Mutex::new(cloudstore::Progress::default()));
+    let l2 = last.clone();
+    let options = cloudstore::transfer::StreamUploadOptions {
+        size_hint: Some(body.len() as u64),
+        progress: Some(Arc::new(move |p| *l2.lock().unwrap() = p)),
+        ..Default::default()
+    };
+    let chunks: Vec<cloudstore::Result<Bytes>> = body
+        .chunks(3000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    store
+        .upload_stream_with("hinted-stream", futures::stream::iter(chunks), &options)
+        .await
+        .unwrap();
+    let p = *last.lock().unwrap();
+    assert_eq!((p.bytes, p.total), (10_000, Some(10_000)));
+    assert_eq!(hooks.part_calls.load(Ordering::SeqCst), 10);
+    assert_eq!(store.get_bytes("hinted-stream").await.unwrap(), body);
+}

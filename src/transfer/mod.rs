@@ -51,7 +51,7 @@ mod upload;
 pub use checksum::{CHECKSUM_METADATA, Crc32c};
 pub use download::ObjectReader;
 pub use file::{Checkpoint, DonePart, FileUploadOptions};
-pub use upload::Upload;
+pub use upload::{StreamUploadOptions, Upload};
 
 /// Policy of the transfer engine, per [`Store`](crate::Store).
 #[derive(Debug, Clone, PartialEq, Eq)]

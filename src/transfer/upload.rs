@@ -676,8 +676,32 @@ impl Store {
     where
         S: futures::Stream<Item = Result<Bytes>> + Send,
     {
+        let options = StreamUploadOptions {
+            put: opts.clone(),
+            ..Default::default()
+        };
+        self.upload_stream_with(key, stream, &options).await
+    }
+
+    /// [`Store::upload_stream`] with a size hint (parts sized once, progress with a total,
+    /// more bytes than declared refused) and progress.
+    pub async fn upload_stream_with<S>(
+        &self,
+        key: &str,
+        stream: S,
+        options: &StreamUploadOptions,
+    ) -> Result<ObjectMeta>
+    where
+        S: futures::Stream<Item = Result<Bytes>> + Send,
+    {
         use futures::StreamExt;
-        let mut up = self.writer(key, opts)?;
+        let mut up = self.writer(key, &options.put)?;
+        if let Some(size) = options.size_hint {
+            up = up.with_size_hint(size);
+        }
+        if let Some(p) = &options.progress {
+            up = up.with_progress(p.clone());
+        }
         let mut stream = std::pin::pin!(stream);
         while let Some(chunk) = stream.next().await {
             match chunk {
@@ -690,5 +714,25 @@ impl Store {
             }
         }
         up.finish().await
+    }
+}
+
+/// Options of [`Store::upload_stream_with`].
+#[derive(Clone, Default)]
+pub struct StreamUploadOptions {
+    /// Condition, content type and metadata of the object.
+    pub put: PutOptions,
+    /// The total size, when known in advance.
+    pub size_hint: Option<u64>,
+    /// Called as parts complete.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for StreamUploadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamUploadOptions")
+            .field("put", &self.put)
+            .field("size_hint", &self.size_hint)
+            .finish_non_exhaustive()
     }
 }
