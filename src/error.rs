@@ -274,6 +274,17 @@ impl Error {
         Error::new(ErrorKind::NotFound, op, backend, "no such object").with_key(key)
     }
 
+    /// Builds an [`ErrorKind::AlreadyExists`] error for a key (a write that required absence).
+    pub fn already_exists(op: Op, backend: &str, key: &str) -> Self {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            op,
+            backend,
+            "an object already exists at this key",
+        )
+        .with_key(key)
+    }
+
     /// Builds an [`ErrorKind::Unsupported`] error.
     pub fn unsupported(op: Op, backend: &str, what: impl Into<String>) -> Self {
         Error::new(ErrorKind::Unsupported, op, backend, what)

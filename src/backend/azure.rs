@@ -279,13 +279,7 @@ impl AzureBackend {
                         ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists
                     ) =>
             {
-                Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    op,
-                    NAME,
-                    "an object already exists at this key",
-                )
-                .with_key(key.as_str()))
+                Err(Error::already_exists(op, NAME, key.as_str()))
             }
             Err(e)
                 if matches!(mode, PutMode::IfMatch(_))

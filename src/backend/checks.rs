@@ -104,13 +104,7 @@ pub fn check_write_condition(
     match (mode, current) {
         (PutMode::Overwrite, _) => Ok(()),
         (PutMode::Create, None) => Ok(()),
-        (PutMode::Create, Some(_)) => Err(Error::new(
-            ErrorKind::AlreadyExists,
-            op,
-            backend,
-            "an object already exists at this key",
-        )
-        .with_key(key.as_str())),
+        (PutMode::Create, Some(_)) => Err(Error::already_exists(op, backend, key.as_str())),
         (PutMode::IfMatch(want), Some(m)) if m.etag.as_deref() == Some(want.as_str()) => Ok(()),
         (PutMode::IfMatch(want), cur) => Err(Error::new(
             ErrorKind::PreconditionFailed,

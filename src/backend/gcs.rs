@@ -528,13 +528,9 @@ fn generation_match(op: Op, key: &Key, mode: &PutMode) -> Result<Option<i64>> {
 /// Maps a failed precondition to what the mode means by it.
 fn condition_error(op: Op, key: &Key, mode: &PutMode, e: Error) -> Error {
     match (mode, e.kind()) {
-        (PutMode::Create, ErrorKind::PreconditionFailed) => Error::new(
-            ErrorKind::AlreadyExists,
-            op,
-            NAME,
-            "an object already exists at this key",
-        )
-        .with_key(key.as_str()),
+        (PutMode::Create, ErrorKind::PreconditionFailed) => {
+            Error::already_exists(op, NAME, key.as_str())
+        }
         _ => e,
     }
 }
@@ -738,14 +734,7 @@ impl Backend for GcsBackend {
                 let mapped = map_error(op, to.as_str(), e);
                 Err(match mapped.kind() {
                     ErrorKind::NotFound => Error::not_found(op, NAME, from.as_str()),
-                    ErrorKind::PreconditionFailed if mode == CopyMode::Create => Error::new(
-                        ErrorKind::AlreadyExists,
-                        op,
-                        NAME,
-                        "an object already exists at this key",
-                    )
-                    .with_key(to.as_str()),
-                    _ => mapped,
+                    _ => condition_error(op, to, &mode.as_put_mode(), mapped),
                 })
             }
         }

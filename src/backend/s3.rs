@@ -253,13 +253,7 @@ impl S3Backend {
         let (_, body) = match send_signed(NAME, op, key.as_str(), req).await {
             // If-None-Match: * failing means the object exists.
             Err(e) if *mode == PutMode::Create && e.kind() == ErrorKind::PreconditionFailed => {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    op,
-                    NAME,
-                    "an object already exists at this key",
-                )
-                .with_key(key.as_str()));
+                return Err(Error::already_exists(op, NAME, key.as_str()));
             }
             Err(e)
                 if matches!(mode, PutMode::IfMatch(_))

@@ -367,13 +367,7 @@ impl Inner {
             match placed {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        op,
-                        NAME,
-                        "an object already exists at this key",
-                    )
-                    .with_key(key.as_str()));
+                    return Err(Error::already_exists(op, NAME, key.as_str()));
                 }
                 // A concurrent delete pruned the parent directory in between: again.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.path.exists() => continue,
