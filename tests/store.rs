@@ -64,15 +64,16 @@ impl Backend for Counting {
     ) -> cloudstore::Result<PartInfo> {
         self.inner.put_part(key, upload, part, data).await
     }
-    async fn complete_multipart(
+    async fn complete_multipart_with_metadata(
         &self,
         key: &Key,
         upload: &UploadId,
         parts: &[PartInfo],
         mode: &PutMode,
+        metadata: &cloudstore::Metadata,
     ) -> cloudstore::Result<ObjectMeta> {
         self.inner
-            .complete_multipart(key, upload, parts, mode)
+            .complete_multipart_with_metadata(key, upload, parts, mode, metadata)
             .await
     }
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> cloudstore::Result<()> {

@@ -471,17 +471,6 @@ impl Backend for AzureBackend {
         self.core.put_part(key, upload, part, data).await
     }
 
-    async fn complete_multipart(
-        &self,
-        key: &Key,
-        upload: &UploadId,
-        parts: &[PartInfo],
-        mode: &PutMode,
-    ) -> Result<ObjectMeta> {
-        self.complete_multipart_with_metadata(key, upload, parts, mode, &Metadata::new())
-            .await
-    }
-
     async fn complete_multipart_with_metadata(
         &self,
         key: &Key,

@@ -211,11 +211,21 @@ pub trait Backend: Debug + Send + Sync + 'static {
         upload: &UploadId,
         parts: &[PartInfo],
         mode: &PutMode,
-    ) -> Result<ObjectMeta>;
+    ) -> Result<ObjectMeta> {
+        self.complete_multipart_with_metadata(
+            key,
+            upload,
+            parts,
+            mode,
+            &crate::object::Metadata::new(),
+        )
+        .await
+    }
 
-    /// Like [`Backend::complete_multipart`], adding `metadata` to what the upload was
-    /// created with. Backends that cannot ([`Capabilities::complete_metadata`] is false)
-    /// answer `Unsupported` unless `metadata` is empty.
+    /// [`Backend::complete_multipart`], adding `metadata` to what the upload was created
+    /// with (the transfer engine stores an object's checksum this way). Backends that
+    /// cannot ([`Capabilities::complete_metadata`] is false) answer `Unsupported` unless
+    /// `metadata` is empty: [`checks::check_completion_metadata`] says so.
     async fn complete_multipart_with_metadata(
         &self,
         key: &Key,
@@ -223,17 +233,7 @@ pub trait Backend: Debug + Send + Sync + 'static {
         parts: &[PartInfo],
         mode: &PutMode,
         metadata: &crate::object::Metadata,
-    ) -> Result<ObjectMeta> {
-        if metadata.is_empty() {
-            return self.complete_multipart(key, upload, parts, mode).await;
-        }
-        Err(Error::unsupported(
-            Op::CompleteMultipart,
-            self.name(),
-            "metadata cannot be added when an upload completes here",
-        )
-        .with_key(key.as_str()))
-    }
+    ) -> Result<ObjectMeta>;
 
     /// Discards an upload and its parts; aborting an unknown upload succeeds.
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()>;

@@ -414,14 +414,17 @@ impl Backend for S3Backend {
         self.core.put_part(key, upload, part, data).await
     }
 
-    async fn complete_multipart(
+    async fn complete_multipart_with_metadata(
         &self,
         key: &Key,
         upload: &UploadId,
         parts: &[PartInfo],
         mode: &PutMode,
+        metadata: &crate::object::Metadata,
     ) -> Result<ObjectMeta> {
         let op = Op::CompleteMultipart;
+        // S3 fixes metadata when the upload is created: none can be added here.
+        super::checks::check_completion_metadata(NAME, key, &self.caps, metadata)?;
         super::checks::check_mode(NAME, op, key, &self.caps.multipart_modes, mode)?;
         self.core.check_upload_id(op, key, upload)?;
         if parts.is_empty() {

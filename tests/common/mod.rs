@@ -134,17 +134,6 @@ impl Backend for Hooked {
         self.hooks.in_flight.fetch_sub(1, Ordering::SeqCst);
         r
     }
-    async fn complete_multipart(
-        &self,
-        key: &Key,
-        upload: &UploadId,
-        parts: &[PartInfo],
-        mode: &PutMode,
-    ) -> cloudstore::Result<ObjectMeta> {
-        self.inner
-            .complete_multipart(key, upload, parts, mode)
-            .await
-    }
     async fn complete_multipart_with_metadata(
         &self,
         key: &Key,
