@@ -30,12 +30,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::prelude::{BASE64_STANDARD, BASE64_URL_SAFE_NO_PAD};
 use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
-use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::signer::Signer;
 
-use super::object_store_core::{
-    Core, RETRY_OPTIONS, map_error, meta_of, path, retry_config, send_signed,
-};
+use super::object_store_core::{Core, RETRY_OPTIONS, map_error, path, retry_config, send_signed};
 use super::{Backend, Capabilities, ConditionalModes, MIB};
 use crate::config::StoreOptions;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -205,6 +202,7 @@ impl AzureBackend {
                 store: azure.clone(),
                 multipart: azure.clone(),
                 signer: azure.clone(),
+                lister: azure.clone(),
             },
             azure,
             http: super::object_store_core::http_client(timeout),
@@ -359,8 +357,7 @@ impl Backend for AzureBackend {
 
     async fn list(&self, req: &ListRequest) -> Result<ListPage> {
         let op = Op::List;
-        let max_page = self.caps.max_list_page.max(1);
-        let mut limit = req.max_keys.unwrap_or(max_page).clamp(1, max_page);
+        let mut limit = super::listing::limit(req, self.caps.max_list_page);
         // object_store drops a blob named exactly like the prefix from Azure listings; it
         // sorts first, so the first page fetches it with a HEAD. Tokens are ours:
         // `m:<marker>` continues at Azure's marker, `s` starts Azure's listing after it.
@@ -403,38 +400,12 @@ impl Backend for AzureBackend {
             }
             limit -= 1;
         }
-        let opts = PaginatedListOptions {
-            delimiter: req.delimiter.then(|| "/".into()),
-            max_keys: Some(limit),
-            page_token: marker,
-            ..Default::default()
-        };
-        let prefix = (!req.prefix.is_empty()).then_some(req.prefix.as_str());
-        let res = self
-            .azure
-            .list_paginated(prefix, opts)
-            .await
-            .map_err(|e| map_error(NAME, op, &req.prefix, e))?;
-        let mut objects = first.into_iter().collect::<Vec<_>>();
-        for m in res.result.objects {
-            objects.extend(super::object_store_core::listed(NAME, meta_of(NAME, op, m)));
+        let mut page = self.core.list(req, limit, marker).await?;
+        if let Some(m) = first {
+            page.objects.insert(0, m);
         }
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut common_prefixes: Vec<String> = res
-            .result
-            .common_prefixes
-            .into_iter()
-            .map(|p| format!("{}/", p.as_ref()))
-            .collect();
-        common_prefixes.sort();
-        Ok(ListPage {
-            objects,
-            common_prefixes,
-            next_token: res
-                .page_token
-                .filter(|t| !t.is_empty())
-                .map(|t| format!("m:{t}")),
-        })
+        page.next_token = page.next_token.map(|t| format!("m:{t}"));
+        Ok(page)
     }
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {

@@ -630,8 +630,7 @@ impl Backend for GcsBackend {
         {
             return Ok(ListPage::default());
         }
-        let max_page = self.inner.caps.max_list_page.max(1);
-        let limit = req.max_keys.unwrap_or(max_page).clamp(1, max_page);
+        let limit = super::listing::limit(req, self.inner.caps.max_list_page);
         // Tokens are ours: `p:<token>` is the service's page token; `k:<key>` continues
         // after a key and `c:<prefix>` after a common prefix, for pages cut short here
         // because a server returned more entries than asked for.

@@ -3,6 +3,13 @@
 
 use crate::object::{ListPage, ListRequest, ObjectMeta};
 
+/// How many entries a page of `req` holds: what it asks for, between 1 and the backend's
+/// largest page.
+pub(crate) fn limit(req: &ListRequest, max_page: usize) -> usize {
+    let max_page = max_page.max(1);
+    req.max_keys.unwrap_or(max_page).clamp(1, max_page)
+}
+
 /// Builds one page from `objects`: every object whose key starts with `req.prefix`, in key
 /// order. The token is the last key or common prefix returned; the next page starts after
 /// it (and after every key below it when it is a common prefix).
@@ -11,8 +18,7 @@ pub(crate) fn page(
     req: &ListRequest,
     max_page: usize,
 ) -> ListPage {
-    let max_page = max_page.max(1);
-    let limit = req.max_keys.unwrap_or(max_page).clamp(1, max_page);
+    let limit = limit(req, max_page);
     let token = req.token.as_deref();
     let mut out = ListPage::default();
     let mut emitted = 0usize;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
@@ -17,8 +18,8 @@ use super::http_status::{kind_for_status, missing_container, provider_code, scru
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
 use crate::object::{
-    ByteRange, CopyMode, GetOptions, GetResult, Metadata, ObjectMeta, PartInfo, PartNumber,
-    Payload, PresignMethod, PresignedRequest, PutMode, PutOptions, UploadId,
+    ByteRange, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Metadata, ObjectMeta,
+    PartInfo, PartNumber, Payload, PresignMethod, PresignedRequest, PutMode, PutOptions, UploadId,
 };
 
 /// Options read by this crate rather than passed to `object_store`'s builders.
@@ -75,6 +76,8 @@ pub(crate) struct Core {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) multipart: Arc<dyn MultipartStore>,
     pub(crate) signer: Arc<dyn Signer>,
+    /// Listing with a plain string prefix, page tokens and a page size.
+    pub(crate) lister: Arc<dyn PaginatedListStore>,
 }
 
 pub(crate) fn path(op: Op, name: &str, key: &str) -> Result<Path> {
@@ -509,6 +512,48 @@ impl Core {
         self.head(to).await
     }
 
+    /// One page of `limit` entries starting at the service's `page_token`, in key order;
+    /// objects stored under names that are not valid keys are skipped.
+    pub(crate) async fn list(
+        &self,
+        req: &ListRequest,
+        limit: usize,
+        page_token: Option<String>,
+    ) -> Result<ListPage> {
+        let op = Op::List;
+        let opts = PaginatedListOptions {
+            delimiter: req.delimiter.then(|| "/".into()),
+            max_keys: Some(limit),
+            page_token,
+            ..Default::default()
+        };
+        let prefix = (!req.prefix.is_empty()).then_some(req.prefix.as_str());
+        let res = self
+            .lister
+            .list_paginated(prefix, opts)
+            .await
+            .map_err(|e| map_error(self.name, op, &req.prefix, e))?;
+        let mut objects: Vec<ObjectMeta> = res
+            .result
+            .objects
+            .into_iter()
+            .filter_map(|m| listed(self.name, meta_of(self.name, op, m)))
+            .collect();
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut common_prefixes: Vec<String> = res
+            .result
+            .common_prefixes
+            .into_iter()
+            .map(|p| format!("{}/", p.as_ref()))
+            .collect();
+        common_prefixes.sort();
+        Ok(ListPage {
+            objects,
+            common_prefixes,
+            next_token: res.page_token.filter(|t| !t.is_empty()),
+        })
+    }
+
     pub(crate) async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
         let op = Op::CreateMultipart;
         let p = path(op, self.name, key.as_str())?;
@@ -635,7 +680,7 @@ impl Core {
 
 /// An object of a listing, or `None` (with a warning) when another tool stored it under a
 /// name that is not a valid key here: one odd name must not fail the whole listing.
-pub(crate) fn listed(name: &str, meta: Result<ObjectMeta>) -> Option<ObjectMeta> {
+fn listed(name: &str, meta: Result<ObjectMeta>) -> Option<ObjectMeta> {
     meta.inspect_err(|e| {
         tracing::warn!(backend = name, error = %e, "skipping an object whose name is not a valid key");
     })

@@ -32,10 +32,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
-use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::signer::{SignedUrlOptions, Signer};
 
-use super::object_store_core::{Core, contiguous, map_error, meta_of, path, send_signed};
+use super::object_store_core::{Core, contiguous, map_error, path, send_signed};
 use super::{Backend, Capabilities};
 use crate::config::StoreOptions;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -173,6 +172,7 @@ impl S3Backend {
                 store: s3.clone(),
                 multipart: s3.clone(),
                 signer: s3.clone(),
+                lister: s3.clone(),
             },
             s3,
             http: super::object_store_core::http_client(timeout),
@@ -354,42 +354,8 @@ impl Backend for S3Backend {
     }
 
     async fn list(&self, req: &ListRequest) -> Result<ListPage> {
-        let op = Op::List;
-        let limit = req
-            .max_keys
-            .unwrap_or(self.caps.max_list_page)
-            .clamp(1, self.caps.max_list_page.max(1));
-        let opts = PaginatedListOptions {
-            delimiter: req.delimiter.then(|| "/".into()),
-            max_keys: Some(limit),
-            page_token: req.token.clone(),
-            ..Default::default()
-        };
-        let prefix = (!req.prefix.is_empty()).then_some(req.prefix.as_str());
-        let res = self
-            .s3
-            .list_paginated(prefix, opts)
-            .await
-            .map_err(|e| map_error(NAME, op, &req.prefix, e))?;
-        let mut objects: Vec<ObjectMeta> = res
-            .result
-            .objects
-            .into_iter()
-            .filter_map(|m| super::object_store_core::listed(NAME, meta_of(NAME, op, m)))
-            .collect();
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut common_prefixes: Vec<String> = res
-            .result
-            .common_prefixes
-            .into_iter()
-            .map(|p| format!("{}/", p.as_ref()))
-            .collect();
-        common_prefixes.sort();
-        Ok(ListPage {
-            objects,
-            common_prefixes,
-            next_token: res.page_token,
-        })
+        let limit = super::listing::limit(req, self.caps.max_list_page);
+        self.core.list(req, limit, req.token.clone()).await
     }
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
