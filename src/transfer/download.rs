@@ -95,6 +95,27 @@ fn io_err(store: &Store, key: &Key, e: io::Error) -> Error {
 }
 
 impl Store {
+    /// The version a read will be pinned to (its metadata), the transfer policy, and the
+    /// checksum the bytes must match.
+    async fn start_read(
+        &self,
+        key: &str,
+    ) -> Result<(Key, ObjectMeta, super::TransferConfig, Option<Expected>)> {
+        let k = self.full_key(Op::Get, key)?;
+        let meta = self
+            .backend()
+            .head(&k)
+            .await
+            .map_err(|e| e.with_op(Op::Get))?;
+        let cfg = self.transfer().config.clone();
+        let check = if cfg.checksum {
+            expected(self, &k, &meta).await?
+        } else {
+            None
+        };
+        Ok((k, meta, cfg, check))
+    }
+
     /// Downloads `key` into the file `path` with concurrent ranged reads, all pinned to the
     /// version the first request saw; writes go in place into a temporary file beside
     /// `path`, renamed over it only once every byte arrived and the checksum (if the object
@@ -110,19 +131,8 @@ impl Store {
         path: impl AsRef<Path>,
         progress: Option<ProgressFn>,
     ) -> Result<ObjectMeta> {
-        let k = self.full_key(Op::Get, key)?;
         let path = path.as_ref().to_path_buf();
-        let meta = self
-            .backend()
-            .head(&k)
-            .await
-            .map_err(|e| e.with_op(Op::Get))?;
-        let cfg = self.transfer().config.clone();
-        let check = if cfg.checksum {
-            expected(self, &k, &meta).await?
-        } else {
-            None
-        };
+        let (k, meta, cfg, check) = self.start_read(key).await?;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -223,18 +233,7 @@ impl Store {
     /// delivered in order, all pinned to one version; the checksum (if any) is verified
     /// when the end is reached, and a mismatch is a read error.
     pub async fn reader(&self, key: &str) -> Result<ObjectReader> {
-        let k = self.full_key(Op::Get, key)?;
-        let meta = self
-            .backend()
-            .head(&k)
-            .await
-            .map_err(|e| e.with_op(Op::Get))?;
-        let cfg = self.transfer().config.clone();
-        let check = if cfg.checksum {
-            expected(self, &k, &meta).await?
-        } else {
-            None
-        };
+        let (k, meta, cfg, check) = self.start_read(key).await?;
         let store = self.clone();
         let etag = meta.etag.clone();
         let fetches = futures::stream::iter(ranges(meta.size, cfg.part_size))
