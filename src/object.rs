@@ -562,8 +562,9 @@ pub struct PartInfo {
 }
 
 /// An in-progress multipart upload, as listed by
-/// [`Store::list_multipart_uploads`](crate::Store::list_multipart_uploads).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// [`Store::list_multipart_uploads`](crate::Store::list_multipart_uploads). Uploads order
+/// by key, then id (the order listings return them in).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct MultipartUploadInfo {
     /// The key the upload will write.
     pub key: Key,

@@ -918,7 +918,7 @@ impl Backend for GcsBackend {
                 });
             }
         }
-        out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        out.sort();
         Ok(out)
     }
 

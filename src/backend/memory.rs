@@ -356,7 +356,7 @@ impl Backend for MemoryBackend {
                 initiated: Some(u.initiated),
             })
             .collect();
-        out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        out.sort();
         Ok(out)
     }
 }

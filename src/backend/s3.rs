@@ -516,7 +516,7 @@ impl Backend for S3Backend {
                 _ => break,
             }
         }
-        out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        out.sort();
         Ok(out)
     }
 

@@ -819,7 +819,7 @@ impl Backend for FsBackend {
                     });
                 }
             }
-            out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+            out.sort();
             Ok(out)
         })
         .await
