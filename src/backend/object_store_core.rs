@@ -696,13 +696,14 @@ pub(crate) fn contiguous(parts: &[PartInfo]) -> bool {
 }
 
 /// Sends a signed request built by hand (for the few operations `object_store` does not
-/// expose) and returns the body, mapping a failure status like every other request.
+/// expose) and returns the headers and body, mapping a failure status like every other
+/// request.
 pub(crate) async fn send_signed(
     name: &str,
     op: Op,
     key: &str,
     req: reqwest::RequestBuilder,
-) -> Result<(u16, Bytes)> {
+) -> Result<(http::HeaderMap, Bytes)> {
     let resp = req.send().await.map_err(|e| {
         let timeout = e.is_timeout();
         Error::new(
@@ -719,6 +720,7 @@ pub(crate) async fn send_signed(
         .with_retryable(true)
     })?;
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = resp.bytes().await.map_err(|e| {
         Error::new(
             ErrorKind::Other,
@@ -741,7 +743,7 @@ pub(crate) async fn send_signed(
         .with_key(key)
         .with_retryable(retryable));
     }
-    Ok((status, body))
+    Ok((headers, body))
 }
 
 #[cfg(test)]

@@ -423,31 +423,10 @@ impl Backend for S3Backend {
             .signed_url_opts(http::Method::HEAD, &p, SELF_SIGNED_TTL, &opts)
             .await
             .map_err(|e| map_error(NAME, op, key.as_str(), e))?;
-        let resp = self
-            .http
-            .head(url)
-            .header("x-amz-checksum-mode", "ENABLED")
-            .send()
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Other,
-                    op,
-                    NAME,
-                    format!("request failed: {}", e.without_url()),
-                )
-                .with_key(key.as_str())
-                .with_retryable(true)
-            })?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let (kind, retryable) = super::http_status::kind_for_status(status, "");
-            return Err(Error::new(kind, op, NAME, format!("HTTP {status}"))
-                .with_key(key.as_str())
-                .with_retryable(retryable));
-        }
+        let req = self.http.head(url).header("x-amz-checksum-mode", "ENABLED");
+        let (headers, _) = send_signed(NAME, op, key.as_str(), req).await?;
         let header = |name: &str| {
-            resp.headers()
+            headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
