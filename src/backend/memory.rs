@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::checks::{
-    check_attributes, check_get_conditions, check_mode, check_object_size, check_part,
+    check_attributes, check_get_conditions, check_key, check_mode, check_object_size, check_part,
     check_part_list, check_write_condition, resolve_range,
 };
 use super::{Backend, Capabilities, listing};
@@ -114,11 +114,6 @@ impl MemoryBackend {
         self.inner.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Honours declared key limits (memory itself has none).
-    fn check_segments(&self, op: Op, key: &Key) -> Result<()> {
-        super::checks::check_key(NAME, op, key, &self.inner.caps)
-    }
-
     /// Stores `data` under `key` if `mode` allows, atomically with the check.
     fn commit(&self, op: Op, key: &Key, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
         let meta = ObjectMeta {
@@ -158,7 +153,7 @@ impl Backend for MemoryBackend {
         check_mode(NAME, Op::Put, key, &caps.put_modes, &opts.mode)?;
         check_attributes(NAME, Op::Put, key, caps, opts)?;
         check_object_size(NAME, Op::Put, key, caps, data.len())?;
-        self.check_segments(Op::Put, key)?;
+        check_key(NAME, Op::Put, key, caps)?;
         self.commit(Op::Put, key, data.into_bytes(), opts)
     }
 
@@ -227,7 +222,7 @@ impl Backend for MemoryBackend {
 
     async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
         check_attributes(NAME, Op::CreateMultipart, key, &self.inner.caps, opts)?;
-        self.check_segments(Op::CreateMultipart, key)?;
+        check_key(NAME, Op::CreateMultipart, key, &self.inner.caps)?;
         let id = UploadId(uuid::Uuid::new_v4().simple().to_string());
         self.uploads().insert(
             id.clone(),
