@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 
 use super::checksum::{CHECKSUM_METADATA, Crc32c};
-use super::upload::{UNIT, put_part_with_retries, units};
+use super::pool::Buffers;
+use super::upload::put_part_with_retries;
 use super::{PartSizer, Progress, ProgressFn};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -151,16 +152,18 @@ impl Source {
     }
 
     /// Reads `len` bytes at `offset` and their CRC32C, both on a blocking thread.
-    async fn read(&self, offset: u64, len: u64) -> Result<(Bytes, Crc32c)> {
+    async fn read(&self, offset: u64, len: u64, buffers: &Arc<Buffers>) -> Result<(Bytes, Crc32c)> {
         let file = self.file.clone();
         let path = self.path.display().to_string();
+        let buffers = buffers.clone();
         tokio::task::spawn_blocking(move || -> io::Result<(Bytes, Crc32c)> {
             use std::os::unix::fs::FileExt;
-            let mut buf = BytesMut::zeroed(len as usize);
+            let mut buf = buffers.take(len as usize);
+            buf.resize(len as usize, 0);
             file.read_exact_at(&mut buf, offset)?;
             let mut crc = Crc32c::new();
             crc.update(&buf);
-            Ok((buf.freeze(), crc))
+            Ok((buffers.freeze(buf), crc))
         })
         .await
         .map_err(io::Error::other)
@@ -248,7 +251,7 @@ impl Store {
         let part = PartSizer::new(self.capabilities(), cfg.part_size, Some(size)).size_of(1);
         if size <= part {
             // One part: a single PUT through the writer.
-            let (data, _) = source.read(0, size).await?;
+            let (data, _) = source.read(0, size, &self.transfer().buffers).await?;
             let mut up = self.writer(key, opts)?.with_size_hint(size);
             if let Some(p) = &options.progress {
                 up = up.with_progress(p.clone());
@@ -345,7 +348,7 @@ impl Store {
         let parts_done = Arc::new(AtomicU64::new(checkpoint.parts.len() as u64));
         let state = Arc::new(Mutex::new(checkpoint));
         let shared = self.transfer();
-        let global_units = shared.config.global_memory.div_ceil(UNIT).max(1);
+        let _lease = shared.buffers.lease();
         let (key, id) = {
             let s = state.lock().unwrap_or_else(|p| p.into_inner());
             (s.key.clone(), s.upload_id.clone())
@@ -371,11 +374,7 @@ impl Store {
                     progress.clone(),
                     state.clone(),
                 );
-                let (memory, source, cp_path) = (
-                    shared.memory.clone(),
-                    source.clone(),
-                    checkpoint_path.clone(),
-                );
+                let (source, cp_path) = (source.clone(), checkpoint_path.clone());
                 async move {
                     if failed.load(Ordering::SeqCst) {
                         return Ok(());
@@ -383,18 +382,8 @@ impl Store {
                     let r: Result<()> = async {
                         let offset = i * part;
                         let len = part.min(size - offset);
-                        let _permit = memory
-                            .acquire_many_owned(units(len, global_units))
-                            .await
-                            .map_err(|_| {
-                                Error::new(
-                                    ErrorKind::Other,
-                                    Op::PutPart,
-                                    backend.name(),
-                                    "the memory budget was closed",
-                                )
-                            })?;
-                        let (data, crc) = source.read(offset, len).await?;
+                        let _permit = shared.reserve(len, backend.name()).await?;
+                        let (data, crc) = source.read(offset, len, &shared.buffers).await?;
                         let number = PartNumber::new(i as u32 + 1)?;
                         let info = put_part_with_retries(
                             backend.as_ref(),
@@ -454,7 +443,7 @@ impl Store {
             let mut whole = Crc32c::new();
             let mut infos = Vec::with_capacity(cp.parts.len());
             for p in cp.parts.values() {
-                let part_crc = crc_of(p.crc32c, p.info.size);
+                let part_crc = Crc32c::from_parts(p.crc32c, p.info.size);
                 whole = whole.combine(part_crc);
                 infos.push(p.info.clone());
             }
@@ -524,9 +513,4 @@ impl Drop for AbortOnDrop {
             });
         }
     }
-}
-
-/// A [`Crc32c`] from a stored value and length.
-fn crc_of(value: u32, len: u64) -> Crc32c {
-    Crc32c::from_parts(value, len)
 }

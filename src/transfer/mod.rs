@@ -46,6 +46,7 @@ use crate::backend::{Capabilities, MIB};
 mod checksum;
 mod download;
 mod file;
+mod pool;
 mod upload;
 
 pub use checksum::{CHECKSUM_METADATA, Crc32c};
@@ -107,6 +108,7 @@ pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 pub(crate) struct Shared {
     pub(crate) config: TransferConfig,
     pub(crate) memory: Arc<Semaphore>,
+    pub(crate) buffers: Arc<pool::Buffers>,
 }
 
 impl Shared {
@@ -114,10 +116,45 @@ impl Shared {
         // Counted in KiB, as parts request it (a part of several GiB fits one request).
         let permits =
             (config.global_memory.div_ceil(1024).max(1) as usize).min(Semaphore::MAX_PERMITS);
+        // Free buffers kept for reuse: what one upload may hold, or its parts in flight.
+        let keep = config
+            .upload_memory
+            .max(config.part_size.saturating_mul(config.concurrency as u64))
+            .min(config.global_memory);
         Arc::new(Shared {
             memory: Arc::new(Semaphore::new(permits)),
+            buffers: Arc::new(pool::Buffers::new(
+                usize::try_from(keep).unwrap_or(usize::MAX),
+            )),
             config,
         })
+    }
+}
+
+impl Shared {
+    /// Waits until `bytes` fit the store-wide budget and holds them until the permit drops.
+    pub(crate) fn reserve(
+        &self,
+        bytes: u64,
+        backend: &str,
+    ) -> impl Future<Output = crate::Result<tokio::sync::OwnedSemaphorePermit>> + Send + 'static
+    {
+        let total = self.config.global_memory.div_ceil(upload::UNIT).max(1);
+        let wanted = self
+            .memory
+            .clone()
+            .acquire_many_owned(upload::units(bytes, total));
+        let backend = backend.to_owned();
+        async move {
+            wanted.await.map_err(|_| {
+                crate::Error::new(
+                    crate::ErrorKind::Other,
+                    crate::Op::PutPart,
+                    backend,
+                    "the memory budget was closed",
+                )
+            })
+        }
     }
 }
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::io::AsyncWrite;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::checksum::{CHECKSUM_METADATA, Crc32c};
+use super::pool::{Buffers, Lease};
 use super::{PartSizer, Progress, ProgressFn, backoff};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -42,9 +43,11 @@ struct Engine {
     current_target: u64,
     reservation: Option<Reservation>,
     next_part: u32,
-    tasks: JoinSet<Result<PartInfo>>,
-    parts: Vec<PartInfo>,
-    crc: Crc32c,
+    tasks: JoinSet<Result<(PartInfo, Crc32c)>>,
+    /// Finished parts with the CRC32C of their bytes (empty when not computed).
+    parts: Vec<(PartInfo, Crc32c)>,
+    /// Bytes accepted so far.
+    written: u64,
     local: Arc<Semaphore>,
     local_units: u64,
     slots: Arc<Semaphore>,
@@ -81,7 +84,7 @@ impl Engine {
             next_part: 1,
             tasks: JoinSet::new(),
             parts: Vec::new(),
-            crc: Crc32c::new(),
+            written: 0,
             progress: None,
             bytes_done: Arc::default(),
             parts_done: Arc::default(),
@@ -110,8 +113,11 @@ impl Engine {
     /// spent (back-pressure).
     async fn reserve(&mut self) -> Result<()> {
         let target = self.sizer().size_of(self.next_part);
-        let shared = self.store.transfer();
-        let global_units = (shared.config.global_memory.div_ceil(UNIT)).max(1);
+        let global = self
+            .store
+            .transfer()
+            .reserve(target, self.store.backend_name())
+            .await?;
         let closed = |_| {
             Error::new(
                 ErrorKind::Other,
@@ -124,12 +130,6 @@ impl Engine {
             .local
             .clone()
             .acquire_many_owned(units(target, self.local_units))
-            .await
-            .map_err(closed)?;
-        let global = shared
-            .memory
-            .clone()
-            .acquire_many_owned(units(target, global_units))
             .await
             .map_err(closed)?;
         self.current_target = target;
@@ -146,7 +146,7 @@ impl Engine {
             return Err(self.closed_error());
         }
         if let Some(hint) = self.size_hint
-            && self.crc.len() + data.len() as u64 > hint
+            && self.written + data.len() as u64 > hint
         {
             let e = Error::invalid_input(
                 Op::PutPart,
@@ -157,8 +157,7 @@ impl Engine {
             self.abort_now().await;
             return Err(e);
         }
-        // The running CRC also counts the bytes (checked against the size hint).
-        self.crc.update(&data);
+        self.written += data.len() as u64;
         while !data.is_empty() {
             // A full part is sent only once more data arrives, so that an object of
             // exactly one part is still a single PUT.
@@ -222,8 +221,16 @@ impl Engine {
         let (bytes_done, parts_done) = (self.bytes_done.clone(), self.parts_done.clone());
         let progress = self.progress.clone();
         let total = self.size_hint;
+        // The object's CRC32C is combined from its parts' at completion, where the backend
+        // stores it; each part's is computed here, on the runtime's threads in parallel.
+        let crc_wanted = cfg.checksum && backend.capabilities().complete_metadata;
         self.tasks.spawn(async move {
             let _held = (reservation, slot);
+            let crc = if crc_wanted {
+                crc_of_payload(&payload)
+            } else {
+                Crc32c::new()
+            };
             let info =
                 put_part_with_retries(backend.as_ref(), &key, &id, number, payload, &cfg).await?;
             let bytes = bytes_done.fetch_add(info.size, Ordering::Relaxed) + info.size;
@@ -235,7 +242,7 @@ impl Engine {
                     parts,
                 });
             }
-            Ok(info)
+            Ok((info, crc))
         });
         Ok(())
     }
@@ -253,17 +260,13 @@ impl Engine {
             return Err(self.closed_error());
         }
         self.closed = true;
-        let checksum = self
-            .store
-            .transfer()
-            .config
-            .checksum
-            .then(|| self.crc.to_hex());
+        let checksum = self.store.transfer().config.checksum;
         if self.upload_id.is_none() {
             // At most one part: a single PUT.
             let mut opts = self.opts.clone();
-            if let Some(c) = &checksum {
-                opts.metadata.insert(CHECKSUM_METADATA.into(), c.clone());
+            if checksum {
+                let crc = crc_of_payload(&self.current);
+                opts.metadata.insert(CHECKSUM_METADATA.into(), crc.to_hex());
             }
             let payload = std::mem::take(&mut self.current);
             let size = payload.len();
@@ -314,7 +317,7 @@ impl Engine {
         }
     }
 
-    async fn complete(&mut self, checksum: Option<String>) -> Result<ObjectMeta> {
+    async fn complete(&mut self, checksum: bool) -> Result<ObjectMeta> {
         if !self.current.is_empty() {
             self.seal().await?;
         }
@@ -322,20 +325,23 @@ impl Engine {
             let info = joined(done, &self.store, &self.key)?;
             self.parts.push(info);
         }
-        self.parts.sort_by_key(|p| p.number);
+        self.parts.sort_by_key(|(p, _)| p.number);
         let id = self
             .upload_id
             .clone()
             .unwrap_or_else(|| UploadId(String::new()));
         let backend = self.store.backend();
         let mut extra = crate::object::Metadata::new();
-        if let Some(c) = checksum
-            && backend.capabilities().complete_metadata
-        {
-            extra.insert(CHECKSUM_METADATA.into(), c);
+        if checksum && backend.capabilities().complete_metadata {
+            let whole = self
+                .parts
+                .iter()
+                .fold(Crc32c::new(), |acc, (_, crc)| acc.combine(*crc));
+            extra.insert(CHECKSUM_METADATA.into(), whole.to_hex());
         }
+        let parts: Vec<PartInfo> = self.parts.iter().map(|(p, _)| p.clone()).collect();
         backend
-            .complete_multipart_with_metadata(&self.key, &id, &self.parts, &self.opts.mode, &extra)
+            .complete_multipart_with_metadata(&self.key, &id, &parts, &self.opts.mode, &extra)
             .await
     }
 
@@ -374,11 +380,20 @@ pub(super) async fn put_part_with_retries(
     }
 }
 
-fn joined(
-    done: std::result::Result<Result<PartInfo>, tokio::task::JoinError>,
+/// The CRC32C of a part's bytes.
+fn crc_of_payload(payload: &Payload) -> Crc32c {
+    let mut crc = Crc32c::new();
+    for chunk in payload.chunks() {
+        crc.update(chunk);
+    }
+    crc
+}
+
+fn joined<T>(
+    done: std::result::Result<Result<T>, tokio::task::JoinError>,
     store: &Store,
     key: &Key,
-) -> Result<PartInfo> {
+) -> Result<T> {
     match done {
         Ok(r) => r,
         Err(e) => Err(Error::new(
@@ -447,7 +462,10 @@ enum State {
 /// ```
 pub struct Upload {
     state: State,
-    staging: BytesMut,
+    /// Input gathered into a chunk of [`STAGING`] bytes (a pooled buffer).
+    staging: Vec<u8>,
+    buffers: Arc<Buffers>,
+    _lease: Lease,
 }
 
 impl std::fmt::Debug for Upload {
@@ -458,9 +476,12 @@ impl std::fmt::Debug for Upload {
 
 impl Upload {
     pub(crate) fn new(store: Store, key: Key, opts: PutOptions) -> Upload {
+        let buffers = store.transfer().buffers.clone();
         Upload {
             state: State::Idle(Box::new(Engine::new(store, key, opts))),
-            staging: BytesMut::new(),
+            staging: Vec::new(),
+            _lease: buffers.lease(),
+            buffers,
         }
     }
 
@@ -502,7 +523,7 @@ impl Upload {
         if self.staging.is_empty() {
             return Ok(());
         }
-        let chunk = self.staging.split().freeze();
+        let chunk = self.buffers.freeze(std::mem::take(&mut self.staging));
         self.run(move |e| Box::pin(async move { e.push(chunk).await }))
             .await
     }
@@ -584,8 +605,7 @@ impl Upload {
     }
 
     fn start_push(&mut self) {
-        let chunk = self.staging.split().freeze();
-        self.staging.reserve(STAGING);
+        let chunk = self.buffers.freeze(std::mem::take(&mut self.staging));
         if let State::Idle(mut engine) = std::mem::replace(&mut self.state, State::Gone) {
             self.state = State::Busy(Box::pin(async move {
                 let r = engine.push(chunk).await;
@@ -609,6 +629,9 @@ impl AsyncWrite for Upload {
         if this.staging.len() >= STAGING {
             this.start_push();
             ready!(this.poll_busy(cx))?;
+        }
+        if this.staging.capacity() == 0 {
+            this.staging = this.buffers.take(STAGING);
         }
         let n = buf.len().min(STAGING - this.staging.len().min(STAGING));
         this.staging.extend_from_slice(&buf[..n]);
