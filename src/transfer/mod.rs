@@ -9,18 +9,21 @@
 //!   the parts of a file in parallel.
 //! - Part sizes follow the backend's [`Capabilities`]: at least its
 //!   minimum; grown so that a known size fits its part limit; and, for a stream of unknown
-//!   size, grown as the upload goes so that the backend's largest object still fits.
+//!   size, grown as the upload goes so that the backend's largest object still fits (on
+//!   Azure, 90 % of it: see [`PartSizer::new`]). A part larger than the budget (a very long
+//!   stream, or a large `part_size`) is held alone: memory is then one part.
 //! - Memory: each upload holds at most its budget ([`TransferConfig::upload_memory`]), and
 //!   all uploads of a [`Store`](crate::Store) and its clones share
 //!   [`TransferConfig::global_memory`]. A part reserves its bytes when it starts to fill and
-//!   releases them once uploaded. An upload waits for memory only while it holds no
+//!   releases them once uploaded. Upload buffers are reused while uploads run and
+//!   released when none is. An upload waits for memory only while it holds no
 //!   unfilled part, so uploads each written to the end do not deadlock; a single task that
 //!   interleaves writes to more uploads than the budget holds parts for can wait on itself.
 //! - Failures: a part is retried with exponential backoff while its bytes are held; a
 //!   final failure aborts the multipart upload and returns a typed error; an upload dropped
 //!   unfinished is aborted in the background.
-//! - Checksums: a CRC32C of the whole object is computed as the data flows (hardware
-//!   accelerated) and stored with the object in the metadata entry
+//! - Checksums: a CRC32C of each part is computed as it is sent (hardware accelerated,
+//!   on the runtime's threads), combined into the whole object's and stored with the object in the metadata entry
 //!   [`CHECKSUM_METADATA`] (as 8 hex digits); downloads verify it and answer
 //!   [`ErrorKind::ChecksumMismatch`](crate::ErrorKind::ChecksumMismatch). On S3, where
 //!   metadata is fixed when a multipart upload starts, every upload also carries a
@@ -173,8 +176,9 @@ impl PartSizer {
     ///
     /// Known size: one size for all parts, at least `preferred` and the minimum, grown so
     /// the object fits the part limit. Unknown size: start at that size and double every
-    /// `max_parts / 16` parts (at least one), so that the part limit can hold the largest
-    /// object the backend takes.
+    /// `max_parts / 16` parts (fewer if needed), so that the part limit can hold the
+    /// largest object the backend takes, or 90 % of `max_parts x max_part_size` where the
+    /// largest object is that product (Azure: about 171 TiB of 190.7).
     pub fn new(caps: &Capabilities, preferred: u64, size: Option<u64>) -> PartSizer {
         let max_part = caps.max_part_size.max(1);
         let base = preferred.max(caps.min_part_size).clamp(1, max_part);
@@ -196,7 +200,15 @@ impl PartSizer {
                 }
             }
             None => {
-                let target = caps.max_object_size.unwrap_or(5 * crate::backend::TIB);
+                // Where the largest object needs every part at the largest size (Azure:
+                // 50,000 x 4000 MiB), no growth from small parts reaches it; aiming there
+                // would make the first part 4000 MiB, far over any memory budget. Aim at
+                // 90 % of that ceiling instead: larger streams need a size hint.
+                let ceiling = max_parts.saturating_mul(max_part) / 10 * 9;
+                let target = caps
+                    .max_object_size
+                    .unwrap_or(5 * crate::backend::TIB)
+                    .min(ceiling);
                 let mut base = base;
                 let mut step = (max_parts / 16).max(1);
                 // Shorten the steps until the part limit can hold the target; if growing
@@ -290,5 +302,17 @@ mod tests {
         let total: u64 = (1..=10).map(|n| p.size_of(n)).sum();
         assert!(total >= 300 * 1024, "{total}");
         assert!((1..=10).all(|n| p.size_of(n) <= 64 * 1024));
+    }
+
+    #[test]
+    fn unknown_sizes_start_small_where_the_largest_object_needs_every_part_full() {
+        // Azure: the largest blob is exactly 50,000 blocks of 4000 MiB.
+        let azure = caps(1, 4000 * MIB, 50_000, 50_000 * 4000 * MIB);
+        let p = PartSizer::new(&azure, 16 * MIB, None);
+        assert_eq!(p.size_of(1), 16 * MIB);
+        // Still 16 MiB parts after several GiB: memory stays within a small budget.
+        assert_eq!(p.size_of(200), 16 * MIB);
+        let total: u64 = (1..=50_000).map(|n| p.size_of(n)).sum();
+        assert!(total >= 50_000 * 4000 * MIB / 10 * 9, "{total}");
     }
 }
