@@ -16,8 +16,8 @@
 //! as an option (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`,
 //! `virtual_hosted_style_request`, ...), which wins over the environment. `az://` reads the
 //! `AZURE_STORAGE_*` environment and takes every `object_store` Azure key (`account_name`,
-//! `account_key`, `sas_token`, `use_emulator`, `endpoint`, ...). Both take `max_retries` and
-//! `retry_timeout` too. `gs://` reads `STORAGE_EMULATOR_HOST` and
+//! `account_key`, `sas_token`, `use_emulator`, `endpoint`, ...). Every cloud URL takes
+//! `max_retries` (default 3) for the retry layer its store is wrapped in. `gs://` reads `STORAGE_EMULATOR_HOST` and
 //! `GOOGLE_APPLICATION_CREDENTIALS` and takes `endpoint`, `anonymous` and
 //! `service_account_path`.
 //! An unknown option is an error, so a typo cannot silently change behaviour.
@@ -259,13 +259,13 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
         "s3" | "s3a" => {
             let bucket = bucket_of(&url, &shown)?;
             let backend = crate::backend::S3Backend::new(&bucket, options)?;
-            with_path_prefix(Store::new(backend), url.path(), &shown)
+            with_path_prefix(retrying(backend, options)?, url.path(), &shown)
         }
         #[cfg(feature = "azure")]
         "az" | "azure" => {
             let container = bucket_of(&url, &shown)?;
             let backend = crate::backend::AzureBackend::new(&container, options)?;
-            with_path_prefix(Store::new(backend), url.path(), &shown)
+            with_path_prefix(retrying(backend, options)?, url.path(), &shown)
         }
         #[cfg(feature = "azure")]
         "abfs" | "abfss" => {
@@ -302,7 +302,7 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
         "gs" | "gcs" => {
             let bucket = bucket_of(&url, &shown)?;
             let backend = crate::backend::GcsBackend::new(&bucket, options)?;
-            with_path_prefix(Store::new(backend), url.path(), &shown)
+            with_path_prefix(retrying(backend, options)?, url.path(), &shown)
         }
         // Schemes whose backend is not compiled in.
         #[allow(unreachable_patterns)]
@@ -374,7 +374,7 @@ fn azure_in_account(
         opts.set("account_name", account);
     }
     let backend = crate::backend::AzureBackend::new(container, &opts)?;
-    with_path_prefix(Store::new(backend), prefix_path, shown)
+    with_path_prefix(retrying(backend, &opts)?, prefix_path, shown)
 }
 
 /// The bucket (or container) named by the URL's host.
@@ -387,6 +387,21 @@ fn bucket_of(url: &url::Url, shown: &str) -> Result<String> {
             url.scheme()
         ))),
     }
+}
+
+/// A cloud backend behind the retry middleware: `max_retries` (default 3) retries after
+/// the first attempt.
+#[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
+fn retrying(backend: impl crate::Backend, options: &StoreOptions) -> Result<Store> {
+    let mut policy = crate::middleware::RetryPolicy::default();
+    if let Some(v) = options.get("max_retries") {
+        let retries: u32 = v.parse().map_err(|_| {
+            config_error(format!("option 'max_retries' has an invalid value '{v}'"))
+        })?;
+        policy.max_attempts = retries.saturating_add(1);
+    }
+    let backend = crate::middleware::RetryBackend::new(std::sync::Arc::new(backend), policy);
+    Ok(Store::new(backend))
 }
 
 fn with_path_prefix(store: Store, path: &str, shown: &str) -> Result<Store> {

@@ -50,6 +50,7 @@ pub mod config;
 pub mod conformance;
 pub mod error;
 pub mod key;
+pub mod middleware;
 pub mod object;
 pub mod store;
 pub mod transfer;

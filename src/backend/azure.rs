@@ -4,7 +4,8 @@
 //! `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_USE_EMULATOR`,
 //! `AZURITE_BLOB_STORAGE_URL`, ...) and from options, which take precedence and accept every
 //! `object_store` Azure configuration key (`account_name`, `account_key`, `sas_token`,
-//! `use_emulator`, `endpoint`, `timeout`, ...), plus `max_retries` and `retry_timeout`.
+//! `use_emulator`, `endpoint`, `timeout`, ...), plus `max_retries` (retries
+//! after the first attempt, default 3, by cloudstore's retry layer).
 //!
 //! # Multipart uploads on Azure
 //!

@@ -208,7 +208,12 @@ fn unix_ms(t: SystemTime) -> u64 {
 impl GcsBackend {
     /// A backend for `bucket`, configured from the environment and then `options`.
     pub fn new(bucket: &str, options: &StoreOptions) -> Result<GcsBackend> {
-        const KNOWN: &[&str] = &["endpoint", "anonymous", "service_account_path"];
+        const KNOWN: &[&str] = &[
+            "endpoint",
+            "anonymous",
+            "service_account_path",
+            "max_retries",
+        ];
         if let Some(n) = options.names().find(|n| !KNOWN.contains(n)) {
             return Err(config_error(format!(
                 "unknown option '{n}' for gs:// (known: {})",

@@ -23,34 +23,29 @@ use crate::object::{
 };
 
 /// Options read by this crate rather than passed to `object_store`'s builders.
-pub(crate) const RETRY_OPTIONS: &[&str] = &["max_retries", "retry_timeout"];
+pub(crate) const RETRY_OPTIONS: &[&str] = &["max_retries"];
 
-/// `object_store`'s retry settings from the `max_retries` and `retry_timeout` options.
+/// `object_store`'s retry settings: off. Retries are cloudstore's `RetryBackend`'s (the
+/// `max_retries` option, read by `Store::from_url`), with its budget and its handling of
+/// conditional writes whose answer was lost, so a failing service sees one retry layer,
+/// not two multiplied.
 pub(crate) fn retry_config(
     name: &str,
     options: &crate::config::StoreOptions,
 ) -> Result<Option<object_store::RetryConfig>> {
-    let bad = |what: &str, v: &str| {
-        Error::invalid_input(
-            Op::Configure,
-            name,
-            format!("option '{what}' has an invalid value '{v}'"),
-        )
-    };
-    let max = options.get("max_retries");
-    let timeout = options.get("retry_timeout");
-    if max.is_none() && timeout.is_none() {
-        return Ok(None);
+    if let Some(v) = options.get("max_retries") {
+        v.parse::<u32>().map_err(|_| {
+            Error::invalid_input(
+                Op::Configure,
+                name,
+                format!("option 'max_retries' has an invalid value '{v}'"),
+            )
+        })?;
     }
-    let mut cfg = object_store::RetryConfig::default();
-    if let Some(v) = max {
-        cfg.max_retries = v.parse().map_err(|_| bad("max_retries", v))?;
-    }
-    if let Some(v) = timeout {
-        cfg.retry_timeout =
-            crate::config::parse_duration(v).ok_or_else(|| bad("retry_timeout", v))?;
-    }
-    Ok(Some(cfg))
+    Ok(Some(object_store::RetryConfig {
+        max_retries: 0,
+        ..Default::default()
+    }))
 }
 
 /// The client for the few requests built by hand: the configured `timeout` (default 60 s)

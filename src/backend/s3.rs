@@ -6,7 +6,7 @@
 //! options, which take precedence and accept every `object_store` S3 configuration key
 //! (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`,
 //! `virtual_hosted_style_request`, `timeout`, `connect_timeout`, ...), plus `max_retries`
-//! and `retry_timeout` (e.g. `30s`) for `object_store`'s own retries of failed requests.
+//! (retries after the first attempt, default 3, by cloudstore's retry layer).
 //! An unknown option is an error.
 //!
 //! Over `https` (and so on AWS by default) payloads are sent unsigned (`UNSIGNED-PAYLOAD`):

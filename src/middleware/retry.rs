@@ -1,0 +1,543 @@
+//! Retries with backoff, a retry budget, resumed reads and honest conditional writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::backend::{Backend, Capabilities};
+use crate::error::{Error, ErrorKind, Op, Result};
+use crate::key::Key;
+use crate::object::{
+    ByteStream, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Metadata,
+    MultipartUploadInfo, NativeChecksum, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
+    PresignedRequest, PutMode, PutOptions, UploadId,
+};
+use crate::transfer::{CHECKSUM_METADATA, Crc32c};
+
+/// How [`RetryBackend`] retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included (1 disables retries).
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles each time, with up to 50 % jitter.
+    pub base_delay: Duration,
+    /// Longest delay between two attempts.
+    pub max_delay: Duration,
+    /// Retry tokens of the budget shared by all requests through one [`RetryBackend`] (and
+    /// its clones). A retry costs 5 tokens (10 after a timeout); a success gives 1 back.
+    /// When the budget is spent, failures are returned at once: a service in trouble is
+    /// not flooded with retries.
+    pub budget: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            budget: 500,
+        }
+    }
+}
+
+const RETRY_COST: u32 = 5;
+const TIMEOUT_COST: u32 = 10;
+
+#[derive(Debug)]
+struct Budget {
+    tokens: AtomicU32,
+    capacity: u32,
+}
+
+impl Budget {
+    fn withdraw(&self, cost: u32) -> bool {
+        self.tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(cost))
+            .is_ok()
+    }
+
+    fn refund(&self) {
+        let _ = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < self.capacity).then_some(t + 1)
+            });
+    }
+}
+
+/// What a [`RetryBackend`] has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryCounts {
+    /// Requests sent again after a failure.
+    pub retries: u64,
+    /// Failures returned without retry because the budget was spent.
+    pub budget_exhausted: u64,
+    /// Reads continued from where their body stopped.
+    pub resumed_reads: u64,
+    /// Conditional writes whose answer was lost and that were found, on checking, to have
+    /// been written by the lost attempt.
+    pub verified_after_lost_answer: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    retries: AtomicU64,
+    budget_exhausted: AtomicU64,
+    resumed_reads: AtomicU64,
+    verified: AtomicU64,
+}
+
+/// A [`Backend`] that retries the requests of the one it wraps.
+///
+/// - **What is retried**: errors that say a retry can help ([`Error::is_retryable`]):
+///   throttling (429, 503 `SlowDown`), 500s, timeouts, cut connections, S3's error inside
+///   a 200 answer to `CompleteMultipartUpload`. Never a missing object, a failed
+///   condition, bad input or bad credentials.
+/// - **How**: exponential backoff with jitter, at most [`RetryPolicy::max_attempts`], while
+///   the shared [`RetryPolicy::budget`] lasts.
+/// - **Reads** whose body fails part-way are continued from the first byte not yet
+///   delivered, pinned to the object's ETag: an object replaced meanwhile gives
+///   `PreconditionFailed`, never a mix of two versions.
+/// - **Conditional writes** (`Create`, `IfMatch`, conditional completion and copy): when an
+///   attempt fails without a clear answer (a timeout, a cut connection) the write may have
+///   happened, so the retry can meet `AlreadyExists` or `PreconditionFailed` caused by the
+///   lost attempt itself. The object is then checked: if its size and its
+///   `cloudstore-crc32c` equal those of the write, the write is reported done (counted in
+///   [`RetryCounts::verified_after_lost_answer`]); otherwise the error is returned and says
+///   that an earlier attempt may have written the object. A completion that finds its upload
+///   gone is checked the same way.
+/// - **Creating a multipart upload** whose answer was lost may leave an upload nobody
+///   knows of; the retry then aborts uploads of the same key started since the first
+///   attempt (where the backend can list them).
+#[derive(Debug, Clone)]
+pub struct RetryBackend {
+    inner: Arc<dyn Backend>,
+    policy: RetryPolicy,
+    budget: Arc<Budget>,
+    counters: Arc<Counters>,
+}
+
+/// The result of one retried request and whether an attempt failed without an answer.
+struct Outcome<T> {
+    result: Result<T>,
+    lost_answer: bool,
+}
+
+impl RetryBackend {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Backend>, policy: RetryPolicy) -> RetryBackend {
+        RetryBackend {
+            inner,
+            budget: Arc::new(Budget {
+                tokens: AtomicU32::new(policy.budget),
+                capacity: policy.budget,
+            }),
+            policy,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The wrapped backend.
+    pub fn inner(&self) -> &Arc<dyn Backend> {
+        &self.inner
+    }
+
+    /// What was retried so far.
+    pub fn counts(&self) -> RetryCounts {
+        let c = &self.counters;
+        RetryCounts {
+            retries: c.retries.load(Ordering::Relaxed),
+            budget_exhausted: c.budget_exhausted.load(Ordering::Relaxed),
+            resumed_reads: c.resumed_reads.load(Ordering::Relaxed),
+            verified_after_lost_answer: c.verified.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether to try again after `e` on attempt `attempt`; sleeps the backoff if so.
+    async fn again(&self, e: &Error, attempt: u32) -> bool {
+        if !e.is_retryable() || attempt >= self.policy.max_attempts {
+            return false;
+        }
+        let cost = if e.kind() == ErrorKind::Timeout {
+            TIMEOUT_COST
+        } else {
+            RETRY_COST
+        };
+        if !self.budget.withdraw(cost) {
+            self.counters
+                .budget_exhausted
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(op = %e.op(), attempt, error = %e, "retrying");
+        let delay = crate::transfer::backoff(self.policy.base_delay, attempt);
+        tokio::time::sleep(delay.min(self.policy.max_delay)).await;
+        true
+    }
+
+    async fn run<T, F, Fut>(&self, mut call: F) -> Outcome<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        let mut lost_answer = false;
+        loop {
+            match call().await {
+                Ok(v) => {
+                    self.budget.refund();
+                    return Outcome {
+                        result: Ok(v),
+                        lost_answer,
+                    };
+                }
+                Err(e) => {
+                    if !self.again(&e, attempt).await {
+                        return Outcome {
+                            result: Err(e),
+                            lost_answer,
+                        };
+                    }
+                    // Throttling answers say the request was refused; anything else may
+                    // have been carried out.
+                    lost_answer |= e.kind() != ErrorKind::RateLimited;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn retried<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.run(call).await.result
+    }
+
+    /// After a conditional write met the condition it set itself up for: whether the
+    /// object is the one this write would have made.
+    async fn written_by_us(
+        &self,
+        key: &Key,
+        size: u64,
+        crc: Option<&str>,
+        e: Error,
+    ) -> Result<ObjectMeta> {
+        let Some(crc) = crc else {
+            return Err(lost_answer_error(
+                e,
+                "and there is no checksum to check it by",
+            ));
+        };
+        match self.inner.head(key).await {
+            Ok(meta)
+                if meta.size == size
+                    && meta
+                        .metadata
+                        .get(CHECKSUM_METADATA)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(crc)) =>
+            {
+                self.counters.verified.fetch_add(1, Ordering::Relaxed);
+                Ok(meta)
+            }
+            _ => Err(lost_answer_error(
+                e,
+                "and the object there is not this write's",
+            )),
+        }
+    }
+}
+
+fn lost_answer_error(e: Error, why: &str) -> Error {
+    let mut out = Error::new(
+        e.kind(),
+        e.op(),
+        e.backend(),
+        format!(
+            "{}; an earlier attempt's answer was lost and it may have written the object, {why}",
+            e.message()
+        ),
+    )
+    .with_retryable(false);
+    if let Some(k) = e.key() {
+        out = out.with_key(k.to_owned());
+    }
+    out.with_source(e)
+}
+
+/// Whether an error after a lost answer may be the lost attempt's own doing.
+fn self_inflicted(e: &Error, mode: &PutMode) -> bool {
+    match mode {
+        PutMode::Overwrite => false,
+        PutMode::Create => e.kind() == ErrorKind::AlreadyExists,
+        PutMode::IfMatch(_) => e.kind() == ErrorKind::PreconditionFailed,
+    }
+}
+
+fn payload_crc(data: &Payload, opts: &PutOptions) -> String {
+    if let Some(v) = opts.metadata.get(CHECKSUM_METADATA) {
+        return v.clone();
+    }
+    let mut crc = Crc32c::new();
+    for c in data.chunks() {
+        crc.update(c);
+    }
+    crc.to_hex()
+}
+
+#[async_trait]
+impl Backend for RetryBackend {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
+        let out = self.run(|| self.inner.put(key, data.clone(), opts)).await;
+        match out.result {
+            Err(e) if out.lost_answer && self_inflicted(&e, &opts.mode) => {
+                // Only an object carrying the write's CRC32C can be recognised.
+                let crc = opts
+                    .metadata
+                    .contains_key(CHECKSUM_METADATA)
+                    .then(|| payload_crc(&data, opts));
+                self.written_by_us(key, data.len(), crc.as_deref(), e).await
+            }
+            other => other,
+        }
+    }
+
+    async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
+        let first = self.retried(|| self.inner.get(key, opts)).await?;
+        Ok(self.resuming(key, first))
+    }
+
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        self.retried(|| self.inner.head(key)).await
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.retried(|| self.inner.delete(key)).await
+    }
+
+    async fn list(&self, req: &ListRequest) -> Result<ListPage> {
+        self.retried(|| self.inner.list(req)).await
+    }
+
+    async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
+        let out = self.run(|| self.inner.copy(from, to, mode.clone())).await;
+        let put_mode = match &mode {
+            CopyMode::Overwrite => PutMode::Overwrite,
+            CopyMode::Create => PutMode::Create,
+            CopyMode::IfMatch(t) => PutMode::IfMatch(t.clone()),
+        };
+        match out.result {
+            Err(e) if out.lost_answer && self_inflicted(&e, &put_mode) => {
+                // A copy keeps the source's metadata: the destination is the copy when
+                // both have the same size and CRC32C.
+                match self.inner.head(from).await {
+                    Ok(src) => {
+                        let crc = src.metadata.get(CHECKSUM_METADATA).cloned();
+                        self.written_by_us(to, src.size, crc.as_deref(), e).await
+                    }
+                    Err(_) => Err(lost_answer_error(e, "and the source cannot be read")),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
+        let started = std::time::SystemTime::now();
+        let out = self.run(|| self.inner.create_multipart(key, opts)).await;
+        if let (Ok(id), true) = (&out.result, out.lost_answer) {
+            self.abort_lost_uploads(key, id, started).await;
+        }
+        out.result
+    }
+
+    async fn put_part(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        part: PartNumber,
+        data: Payload,
+    ) -> Result<PartInfo> {
+        self.retried(|| self.inner.put_part(key, upload, part, data.clone()))
+            .await
+    }
+
+    async fn complete_multipart_with_metadata(
+        &self,
+        key: &Key,
+        upload: &UploadId,
+        parts: &[PartInfo],
+        mode: &PutMode,
+        extra_metadata: &Metadata,
+    ) -> Result<ObjectMeta> {
+        let out = self
+            .run(|| {
+                self.inner.complete_multipart_with_metadata(
+                    key,
+                    upload,
+                    parts,
+                    mode,
+                    extra_metadata,
+                )
+            })
+            .await;
+        match out.result {
+            Err(e)
+                if out.lost_answer
+                    && (e.kind() == ErrorKind::NotFound || self_inflicted(&e, mode)) =>
+            {
+                let size = parts.iter().map(|p| p.size).sum();
+                let crc = extra_metadata.get(CHECKSUM_METADATA).cloned();
+                self.written_by_us(key, size, crc.as_deref(), e).await
+            }
+            other => other,
+        }
+    }
+
+    async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()> {
+        let out = self.run(|| self.inner.abort_multipart(key, upload)).await;
+        match out.result {
+            // The lost attempt aborted it.
+            Err(e) if out.lost_answer && e.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn native_checksum(&self, key: &Key) -> Result<Option<NativeChecksum>> {
+        self.retried(|| self.inner.native_checksum(key)).await
+    }
+
+    async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
+        self.retried(|| self.inner.list_multipart_uploads(prefix))
+            .await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &Key,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest> {
+        // Signing is local: nothing to retry.
+        self.inner.presign(method, key, expires_in).await
+    }
+}
+
+impl RetryBackend {
+    /// Aborts uploads of `key` other than `keep` created since `since` (a lost answer's).
+    async fn abort_lost_uploads(&self, key: &Key, keep: &UploadId, since: std::time::SystemTime) {
+        if !self.inner.capabilities().multipart_listing {
+            return;
+        }
+        let since = since - Duration::from_secs(5);
+        let Ok(uploads) = self.list_multipart_uploads(key.as_str()).await else {
+            return;
+        };
+        for u in uploads {
+            let recent = u.initiated.is_none_or(|t| t >= since);
+            if u.key == *key && u.upload_id != *keep && recent {
+                tracing::debug!(key = %key, "aborting an upload whose creation answer was lost");
+                let _ = self.abort_multipart(key, &u.upload_id).await;
+            }
+        }
+    }
+
+    /// The body of `first`, continued from where it stops when it fails part-way.
+    fn resuming(&self, key: &Key, first: GetResult) -> GetResult {
+        let GetResult { meta, range, body } = first;
+        let state = Resume {
+            backend: self.clone(),
+            key: key.clone(),
+            etag: meta.etag.clone(),
+            next: range.start,
+            end: range.end,
+            body,
+            attempt: 1,
+            done: false,
+        };
+        let body: ByteStream = futures::stream::unfold(state, Resume::step).boxed();
+        GetResult { meta, range, body }
+    }
+}
+
+struct Resume {
+    backend: RetryBackend,
+    key: Key,
+    /// Pins the continued reads; without one a read is not continued (it could mix two
+    /// versions of the object).
+    etag: Option<String>,
+    /// The first byte (of the object) not yet delivered.
+    next: u64,
+    end: u64,
+    body: ByteStream,
+    attempt: u32,
+    done: bool,
+}
+
+impl Resume {
+    async fn step(mut self) -> Option<(Result<Bytes>, Resume)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let failure = match self.body.next().await {
+                Some(Ok(chunk)) => {
+                    self.next += chunk.len() as u64;
+                    return Some((Ok(chunk), self));
+                }
+                None if self.next >= self.end => return None,
+                None => Error::new(
+                    ErrorKind::Other,
+                    Op::Get,
+                    self.backend.name(),
+                    format!("the body ended at byte {} of {}", self.next, self.end),
+                )
+                .with_key(self.key.as_str())
+                .with_retryable(true),
+                Some(Err(e)) => e,
+            };
+            if self.etag.is_none() || !self.backend.again(&failure, self.attempt).await {
+                self.done = true;
+                return Some((Err(failure), self));
+            }
+            self.attempt += 1;
+            let opts = GetOptions {
+                range: Some((self.next..self.end).into()),
+                if_match: self.etag.clone(),
+                ..Default::default()
+            };
+            match self.backend.inner.get(&self.key, &opts).await {
+                Ok(more) => {
+                    self.backend
+                        .counters
+                        .resumed_reads
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.body = more.body;
+                }
+                Err(e) if e.is_retryable() => {
+                    // Try again (the attempt count bounds it).
+                    self.body = futures::stream::iter([Err(e)]).boxed();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some((Err(e), self));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The retry middleware against injected faults, and the invariants of seeded fault
+//! schedules over uploads, downloads and copies (on memory; the emulators come through a
+//! TCP fault proxy in `tests/proxy_faults.rs`).
+//!
+//! `CLOUDSTORE_FAULT_SEEDS` sets the number of schedules (default 200).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cloudstore::middleware::{Chaos, Fault, Faults, RetryBackend, RetryPolicy, Rule};
+use cloudstore::{
+    Backend, CopyMode, ErrorKind, MemoryBackend, Op, PutMode, PutOptions, Store, TransferConfig,
+};
+use futures::TryStreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::data;
+
+fn quick(attempts: u32, budget: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: attempts,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        budget,
+    }
+}
+
+/// memory <- faults <- retries <- store.
+fn stack(policy: RetryPolicy) -> (Store, Faults, RetryBackend, Arc<dyn Backend>) {
+    let inner: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let faults = Faults::new(inner.clone());
+    let retry = RetryBackend::new(Arc::new(faults.clone()), policy);
+    (Store::new(retry.clone()), faults, retry, inner)
+}
+
+async fn read_all(store: &Store, key: &str) -> cloudstore::Result<Vec<u8>> {
+    let chunks: Vec<Bytes> = store
+        .get(key)
+        .await?
+        .into_checked_stream()
+        .try_collect()
+        .await?;
+    Ok(chunks.concat())
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_other_errors_are_not() {
+    let (store, faults, retry, _) = stack(quick(4, 500));
+    let faults = faults
+        .with_rule(Rule::new(Op::Put, Fault::Fail(ErrorKind::RateLimited)).times(2))
+        .with_rule(Rule::new(Op::Head, Fault::ServerError));
+    store.put("a", "x").await.unwrap();
+    assert_eq!(retry.counts().retries, 2);
+    store.head("a").await.unwrap();
+    assert_eq!(retry.counts().retries, 3);
+
+    let faults = faults.with_rule(Rule::new(Op::Get, Fault::Fail(ErrorKind::PermissionDenied)));
+    let e = store.get("a").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(
+        retry.counts().retries,
+        3,
+        "a denied request is not repeated"
+    );
+    assert_eq!(faults.counts().errors, 4);
+
+    // Attempts are bounded: four failures in a row are returned.
+    faults
+        .clone()
+        .with_rule(Rule::new(Op::Delete, Fault::ServerError).times(4));
+    let e = store.delete("a").await.unwrap_err();
+    assert!(e.is_retryable());
+    assert_eq!(retry.counts().retries, 6);
+}
+
+#[tokio::test]
+async fn a_spent_budget_stops_retrying() {
+    // 12 tokens: two retries (5 each), then failures come back at once.
+    let (store, faults, retry, _) = stack(quick(10, 12));
+    faults.with_rule(Rule::new(Op::Head, Fault::ServerError).times(u64::MAX));
+    store.head("x").await.unwrap_err();
+    let c = retry.counts();
+    assert_eq!(c.retries, 2);
+    assert_eq!(c.budget_exhausted, 1);
+    store.head("x").await.unwrap_err();
+    assert_eq!(retry.counts().retries, 2, "nothing left to spend");
+}
+
+#[tokio::test]
+async fn a_read_cut_part_way_continues_where_it_stopped() {
+    let (store, faults, retry, _) = stack(quick(4, 500));
+    let body = data(3 << 20, 7);
+    store.put("big", body.clone()).await.unwrap();
+    faults.with_rule(Rule::new(Op::Get, Fault::CutBody(1 << 20)));
+    assert_eq!(read_all(&store, "big").await.unwrap(), body);
+    assert_eq!(retry.counts().resumed_reads, 1);
+}
+
+#[tokio::test]
+async fn a_read_continued_after_the_object_changed_fails_instead_of_mixing() {
+    let (store, faults, _, inner) = stack(quick(4, 500));
+    store.put("obj", data(2 << 20, 1)).await.unwrap();
+    faults.with_rule(Rule::new(Op::Get, Fault::CutBody(1 << 20)));
+    let mut body = store.get("obj").await.unwrap().into_checked_stream();
+    let first = body.try_next().await.unwrap().unwrap();
+    assert_eq!(first.len(), 1 << 20);
+    // Replaced behind the reader's back.
+    Store::from_arc(inner)
+        .put("obj", data(2 << 20, 2))
+        .await
+        .unwrap();
+    let e = body.try_next().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PreconditionFailed);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_recognised_by_its_checksum() {
+    let (store, faults, retry, _) = stack(quick(4, 500));
+    faults
+        .clone()
+        .with_rule(Rule::new(Op::Put, Fault::LoseAnswer));
+    // The transfer engine's single PUT carries the CRC32C: the object is recognised.
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let mut up = store.writer("made-once", &create).unwrap();
+    up.write_all(b"hello").await.unwrap();
+    let meta = up.finish().await.unwrap();
+    assert_eq!(meta.size, 5);
+    assert_eq!(retry.counts().verified_after_lost_answer, 1);
+    assert_eq!(faults.counts().lost_answers, 1);
+
+    // Without a checksum the outcome cannot be known: the error says so.
+    faults.with_rule(Rule::new(Op::Put, Fault::LoseAnswer));
+    let e = store.put_opts("plain", "hello", &create).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    assert!(e.to_string().contains("answer was lost"), "{e}");
+    assert_eq!(read_all(&store, "plain").await.unwrap(), b"hello");
+
+    // A Create that meets someone else's object is still refused.
+    let (store, faults, _, inner) = stack(quick(4, 500));
+    Store::from_arc(inner).put("taken", "theirs").await.unwrap();
+    faults.with_rule(Rule::new(Op::Put, Fault::LoseAnswer));
+    let mut up = store.writer("taken", &create).unwrap();
+    up.write_all(b"mine").await.unwrap();
+    let e = up.finish().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(read_all(&store, "taken").await.unwrap(), b"theirs");
+}
+
+#[tokio::test]
+async fn lost_answers_to_completion_and_creation_leave_one_object_and_no_upload() {
+    let (store, faults, retry, inner) = stack(quick(4, 500));
+    faults
+        .with_rule(Rule::new(Op::CreateMultipart, Fault::LoseAnswer))
+        .with_rule(Rule::new(Op::CompleteMultipart, Fault::LoseAnswer));
+    let store = store.with_transfer_config(TransferConfig {
+        part_size: 5 << 20,
+        ..Default::default()
+    });
+    let body = data(11 << 20, 3);
+    let meta = store
+        .upload_stream(
+            "multi",
+            futures::stream::iter([Ok(Bytes::from(body.clone()))]),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.size, body.len() as u64);
+    assert_eq!(read_all(&store, "multi").await.unwrap(), body);
+    assert_eq!(retry.counts().verified_after_lost_answer, 1);
+    let left = Store::from_arc(inner)
+        .list_multipart_uploads(None)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "the lost creation's upload was aborted: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_copy_whose_answer_was_lost_is_recognised() {
+    let (store, faults, retry, _) = stack(quick(4, 500));
+    let mut up = store.writer("src", &Default::default()).unwrap();
+    up.write_all(b"copy me").await.unwrap();
+    up.finish().await.unwrap();
+    faults.with_rule(Rule::new(Op::Copy, Fault::LoseAnswer));
+    store
+        .copy_mode("src", "dst", CopyMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&store, "dst").await.unwrap(), b"copy me");
+    assert_eq!(retry.counts().verified_after_lost_answer, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Seeded fault schedules.
+
+#[derive(Debug, Default)]
+struct Tally {
+    schedules: u64,
+    ok: u64,
+    typed_errors: u64,
+    faults: u64,
+    retries: u64,
+    resumed: u64,
+    verified: u64,
+}
+
+/// One schedule: an operation under random faults; returns whether it succeeded.
+async fn schedule(seed: u64, tally: &mut Tally, scratch: &std::path::Path) {
+    let inner: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let clean = Store::from_arc(inner.clone());
+    // Sizes around the 5 MiB part boundary (memory's minimum part size).
+    let sizes = [
+        0usize,
+        1,
+        (5 << 20) - 1,
+        5 << 20,
+        (5 << 20) + 1,
+        10 << 20,
+        (12 << 20) + 3,
+    ];
+    let size = sizes[(seed % sizes.len() as u64) as usize];
+    let body = data(size, seed as u8);
+    let kind = (seed / sizes.len() as u64) % 5;
+    // Sources of downloads and copies exist before the faults start.
+    if kind >= 3 {
+        let mut up = clean.writer("source", &Default::default()).unwrap();
+        up.write_all(&body).await.unwrap();
+        up.finish().await.unwrap();
+    }
+    let faults = Faults::new(inner.clone()).with_chaos(Chaos {
+        seed,
+        probability: 0.4,
+        faults: vec![
+            Fault::ServerError,
+            Fault::Fail(ErrorKind::RateLimited),
+            Fault::Fail(ErrorKind::Timeout),
+            Fault::LoseAnswer,
+            Fault::CutBody(0),
+            Fault::Delay(Duration::from_millis(3)),
+        ],
+        ops: vec![
+            Op::Put,
+            Op::Get,
+            Op::Head,
+            Op::Copy,
+            Op::CreateMultipart,
+            Op::PutPart,
+            Op::CompleteMultipart,
+            Op::AbortMultipart,
+        ],
+    });
+    let retry = RetryBackend::new(Arc::new(faults.clone()), quick(5, 10_000));
+    let store = Store::new(retry.clone()).with_transfer_config(TransferConfig {
+        part_size: 5 << 20,
+        concurrency: 3,
+        attempts: 2,
+        backoff: Duration::from_millis(1),
+        ..Default::default()
+    });
+    let target = "target";
+    let file = scratch.join(format!("f{seed}"));
+    let outcome: cloudstore::Result<()> = async {
+        match kind {
+            0 => {
+                let mut up = store.writer(target, &Default::default())?;
+                for chunk in body.chunks(1 << 20) {
+                    up.write_all(chunk).await.map_err(io_to_error)?;
+                }
+                up.finish().await.map(|_| ())
+            }
+            1 => {
+                std::fs::write(&file, &body).unwrap();
+                store
+                    .upload_file(target, &file, &Default::default())
+                    .await
+                    .map(|_| ())
+            }
+            2 => {
+                let create = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                store
+                    .upload_stream(
+                        target,
+                        futures::stream::iter([Ok(Bytes::from(body.clone()))]),
+                        &create,
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            3 => {
+                let out = scratch.join(format!("d{seed}"));
+                let r = store.download_file("source", &out).await;
+                match &r {
+                    Ok(_) => assert_eq!(std::fs::read(&out).unwrap(), body, "seed {seed}"),
+                    Err(_) => assert!(!out.exists(), "seed {seed}: a failed download left a file"),
+                }
+                let _ = std::fs::remove_file(&out);
+                // And the streamed reader.
+                let mut reader = store.reader("source").await?;
+                let mut got = Vec::new();
+                reader.read_to_end(&mut got).await.map_err(io_to_error)?;
+                assert_eq!(got, body, "seed {seed}");
+                r.map(|_| ())
+            }
+            _ => store
+                .copy_mode("source", target, CopyMode::Create)
+                .await
+                .map(|_| ()),
+        }
+    }
+    .await;
+    let _ = std::fs::remove_file(&file);
+    // Whatever happened: the target is absent or whole, and no upload is left.
+    match read_all(&clean, target).await {
+        Ok(stored) => assert_eq!(stored, body, "seed {seed}: a partial or wrong object"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound, "seed {seed}: {e}"),
+    }
+    if kind <= 2 && outcome.is_ok() {
+        assert!(
+            clean.head(target).await.is_ok(),
+            "seed {seed}: success without an object"
+        );
+    }
+    // Aborts of dropped uploads run in the background.
+    let mut left = clean.list_multipart_uploads(None).await.unwrap();
+    for _ in 0..200 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        left = clean.list_multipart_uploads(None).await.unwrap();
+    }
+    assert!(
+        left.is_empty(),
+        "seed {seed}: uploads left behind: {left:?}"
+    );
+    tally.schedules += 1;
+    match outcome {
+        Ok(()) => tally.ok += 1,
+        Err(e) => {
+            // Typed: a kind and a message naming the operation.
+            assert!(!e.to_string().is_empty());
+            tally.typed_errors += 1;
+        }
+    }
+    tally.faults += faults.counts().total();
+    let c = retry.counts();
+    tally.retries += c.retries;
+    tally.resumed += c.resumed_reads;
+    tally.verified += c.verified_after_lost_answer;
+}
+
+fn io_to_error(e: std::io::Error) -> cloudstore::Error {
+    match e.downcast::<cloudstore::Error>() {
+        Ok(e) => e,
+        Err(e) => cloudstore::Error::from_io(Op::Put, "test", e),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_fault_schedules_end_whole_or_in_a_typed_error() {
+    let seeds: u64 = std::env::var("CLOUDSTORE_FAULT_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut tally = Tally::default();
+    for seed in 0..seeds {
+        schedule(seed, &mut tally, scratch.path()).await;
+    }
+    eprintln!(
+        "fault schedules (memory): {} schedules, {} faults injected, {} retries, {} reads \
+         resumed, {} lost answers verified; outcomes: {} whole objects, {} typed errors",
+        tally.schedules,
+        tally.faults,
+        tally.retries,
+        tally.resumed,
+        tally.verified,
+        tally.ok,
+        tally.typed_errors
+    );
+    assert_eq!(tally.schedules, seeds);
+    assert!(tally.faults > seeds / 2, "the schedules injected faults");
+    assert!(tally.ok > 0);
+    // Nothing is left in the scratch directory (no temp file of a failed download).
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
+}
