@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::backend::{Backend, Capabilities};
@@ -33,6 +32,16 @@ pub enum Fault {
     /// A read's body stops with a retryable error (a cut connection) after this many bytes
     /// (reads only; elsewhere it does nothing).
     CutBody(u64),
+    /// A read's body stops sending, without closing, after this many bytes (a stalled
+    /// connection; reads only).
+    StallBody(u64),
+}
+
+/// What happens to a read's body.
+#[derive(Debug, Clone, Copy)]
+enum BodyFault {
+    Cut(u64),
+    Stall(u64),
 }
 
 /// When to inject a fault: "fail part 3 once", "cut the first GET after 1 MiB".
@@ -94,8 +103,8 @@ impl Rule {
 }
 
 /// Faults drawn at random from a seed: each call of one of `ops` gets a fault with
-/// probability `probability`, picked from `faults` (a `CutBody(n)` cuts a read after a
-/// random number of bytes below `n`, or below the body's length when `n` is 0).
+/// probability `probability`, picked from `faults` (a `CutBody(n)` or `StallBody(n)` acts
+/// after a random number of bytes below `n`, or below the body's length when `n` is 0).
 #[derive(Debug, Clone)]
 pub struct Chaos {
     /// The seed: the same seed and the same calls give the same faults.
@@ -117,7 +126,7 @@ pub struct FaultCounts {
     pub lost_answers: u64,
     /// `Delay`.
     pub delays: u64,
-    /// `CutBody` that cut a body.
+    /// `CutBody` and `StallBody` that cut or stalled a body.
     pub cut_bodies: u64,
 }
 
@@ -237,12 +246,8 @@ impl Faults {
         let pick = splitmix(state);
         let fault = chaos.faults[(pick % chaos.faults.len() as u64) as usize].clone();
         Some(match fault {
-            Fault::CutBody(n) => Fault::CutBody(if n == 0 {
-                // Resolved against the body's length when it is known.
-                u64::MAX - (splitmix(state) >> 1)
-            } else {
-                splitmix(state) % n
-            }),
+            Fault::CutBody(n) => Fault::CutBody(random_offset(state, n)),
+            Fault::StallBody(n) => Fault::StallBody(random_offset(state, n)),
             Fault::Delay(d) => Fault::Delay(d.mul_f64((splitmix(state) % 1000) as f64 / 1000.0)),
             f => f,
         })
@@ -250,8 +255,17 @@ impl Faults {
 
     /// Applies the fault that comes before the call; returns the error to answer with, or
     /// whether the answer must be lost after the call.
-    async fn before(&self, op: Op, key: &str, part: Option<u32>) -> Result<(bool, Option<u64>)> {
-        match self.draw(op, key, part) {
+    async fn before(
+        &self,
+        op: Op,
+        key: &str,
+        part: Option<u32>,
+    ) -> Result<(bool, Option<BodyFault>)> {
+        let fault = self.draw(op, key, part);
+        if let Some(f) = &fault {
+            tracing::debug!(op = %op, key, part, fault = ?f, "injecting a fault");
+        }
+        match fault {
             None => Ok((false, None)),
             Some(Fault::Fail(kind)) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -274,7 +288,8 @@ impl Faults {
                 tokio::time::sleep(d).await;
                 Ok((false, None))
             }
-            Some(Fault::CutBody(n)) => Ok((false, Some(n))),
+            Some(Fault::CutBody(n)) => Ok((false, Some(BodyFault::Cut(n)))),
+            Some(Fault::StallBody(n)) => Ok((false, Some(BodyFault::Stall(n)))),
         }
     }
 
@@ -305,6 +320,16 @@ fn lost(op: Op, backend: &str, key: &str) -> Error {
     )
     .with_key(key)
     .with_retryable(true)
+}
+
+/// A random offset below `n`; for `n == 0`, one resolved against the body's length later
+/// (any value above it is taken modulo the length).
+fn random_offset(state: &mut u64, n: u64) -> u64 {
+    if n == 0 {
+        u64::MAX - (splitmix(state) >> 1)
+    } else {
+        splitmix(state) % n
+    }
 }
 
 fn splitmix(state: &mut u64) -> u64 {
@@ -338,47 +363,48 @@ impl Backend for Faults {
             return Err(lost(Op::Get, self.inner.name(), key.as_str()));
         }
         let len = res.range.end - res.range.start;
-        let Some(mut after) = cut else {
+        let Some(fault) = cut else {
             return Ok(res);
         };
+        let (BodyFault::Cut(mut after) | BodyFault::Stall(mut after)) = fault;
         if after > len {
-            // A random cut not bound by the rule: somewhere inside the body.
+            // A random offset not bound by the rule: somewhere inside the body.
             after = if len == 0 { 0 } else { after % len };
         }
         if after >= len {
             return Ok(res);
         }
         self.counters.cuts.fetch_add(1, Ordering::Relaxed);
-        let name = self.inner.name().to_owned();
-        let k = key.as_str().to_owned();
         let body = std::mem::replace(&mut res.body, futures::stream::empty().boxed());
-        let mut left = after;
-        let cut_body = body
-            .map(move |chunk| {
-                let chunk = chunk?;
-                if left == 0 {
-                    return Err(Error::new(
-                        ErrorKind::Other,
-                        Op::Get,
-                        name.as_str(),
-                        "injected fault: connection cut",
-                    )
-                    .with_key(k.as_str())
-                    .with_retryable(true));
-                }
-                let take = (chunk.len() as u64).min(left);
-                left -= take;
-                Ok::<Bytes, Error>(chunk.slice(..take as usize))
+        // The first `after` bytes, then the fault.
+        let head = body
+            .scan(after, |left, chunk| {
+                let item = match chunk {
+                    Ok(_) if *left == 0 => None,
+                    Ok(c) => {
+                        let take = (c.len() as u64).min(*left);
+                        *left -= take;
+                        Some(Ok(c.slice(..take as usize)))
+                    }
+                    Err(e) => Some(Err(e)),
+                };
+                futures::future::ready(item)
             })
-            .scan(false, |stopped, item| {
-                // Nothing after the error.
-                if *stopped {
-                    return futures::future::ready(None);
-                }
-                *stopped = item.is_err();
-                futures::future::ready(Some(item))
-            });
-        res.body = cut_body.boxed();
+            .boxed();
+        res.body = match fault {
+            BodyFault::Cut(_) => {
+                let e = Error::new(
+                    ErrorKind::Other,
+                    Op::Get,
+                    self.inner.name(),
+                    "injected fault: connection cut",
+                )
+                .with_key(key.as_str())
+                .with_retryable(true);
+                head.chain(futures::stream::iter([Err(e)])).boxed()
+            }
+            BodyFault::Stall(_) => head.chain(futures::stream::pending()).boxed(),
+        };
         Ok(res)
     }
 

@@ -32,6 +32,14 @@ pub struct RetryPolicy {
     /// When the budget is spent, failures are returned at once: a service in trouble is
     /// not flooded with retries.
     pub budget: u32,
+    /// Longest wait for an answer, and, in a read's body, for the next bytes: past it the
+    /// request is cut and retried (a read from the first byte it has not delivered).
+    /// Writes get this plus the time their payload takes at [`RetryPolicy::slowest_rate`].
+    /// `None`: no limit beyond the HTTP client's own timeout. Server-side copies and
+    /// multipart completions, which services may take minutes over, are not timed.
+    pub stall_timeout: Option<Duration>,
+    /// The slowest upload rate (bytes a second) a write's deadline allows for.
+    pub slowest_rate: u64,
 }
 
 impl Default for RetryPolicy {
@@ -41,7 +49,18 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
             budget: 500,
+            stall_timeout: Some(Duration::from_secs(30)),
+            slowest_rate: 1 << 20,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The deadline of one attempt that sends `bytes`.
+    fn deadline(&self, bytes: u64) -> Option<Duration> {
+        let rate = self.slowest_rate.max(1);
+        self.stall_timeout
+            .map(|t| t + Duration::from_secs_f64(bytes as f64 / rate as f64))
     }
 }
 
@@ -181,7 +200,7 @@ impl RetryBackend {
         true
     }
 
-    async fn run<T, F, Fut>(&self, mut call: F) -> Outcome<T>
+    async fn run<T, F, Fut>(&self, op: Op, deadline: Option<Duration>, mut call: F) -> Outcome<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -189,7 +208,20 @@ impl RetryBackend {
         let mut attempt = 1;
         let mut lost_answer = false;
         loop {
-            match call().await {
+            let answer = match deadline {
+                None => call().await,
+                Some(d) => match tokio::time::timeout(d, call()).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::new(
+                        ErrorKind::Timeout,
+                        op,
+                        self.inner.name(),
+                        format!("no answer within {d:?}"),
+                    )
+                    .with_retryable(true)),
+                },
+            };
+            match answer {
                 Ok(v) => {
                     self.budget.refund();
                     return Outcome {
@@ -198,27 +230,29 @@ impl RetryBackend {
                     };
                 }
                 Err(e) => {
+                    // A throttling answer says the request was refused; another failure
+                    // that a retry could mend (a timeout, a cut connection, a 500) may
+                    // come after the request was carried out.
+                    lost_answer |= e.is_retryable() && e.kind() != ErrorKind::RateLimited;
                     if !self.again(&e, attempt).await {
                         return Outcome {
                             result: Err(e),
                             lost_answer,
                         };
                     }
-                    // Throttling answers say the request was refused; anything else may
-                    // have been carried out.
-                    lost_answer |= e.kind() != ErrorKind::RateLimited;
                     attempt += 1;
                 }
             }
         }
     }
 
-    async fn retried<T, F, Fut>(&self, call: F) -> Result<T>
+    /// Runs a request without a payload, within the stall timeout.
+    async fn retried<T, F, Fut>(&self, op: Op, call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.run(call).await.result
+        self.run(op, self.policy.stall_timeout, call).await.result
     }
 
     /// After a conditional write met the condition it set itself up for: whether the
@@ -303,7 +337,11 @@ impl Backend for RetryBackend {
     }
 
     async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
-        let out = self.run(|| self.inner.put(key, data.clone(), opts)).await;
+        let out = self
+            .run(Op::Put, self.policy.deadline(data.len()), || {
+                self.inner.put(key, data.clone(), opts)
+            })
+            .await;
         match out.result {
             Err(e) if out.lost_answer && self_inflicted(&e, &opts.mode) => {
                 // Only an object carrying the write's CRC32C can be recognised.
@@ -318,24 +356,26 @@ impl Backend for RetryBackend {
     }
 
     async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
-        let first = self.retried(|| self.inner.get(key, opts)).await?;
+        let first = self.retried(Op::Get, || self.inner.get(key, opts)).await?;
         Ok(self.resuming(key, first))
     }
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {
-        self.retried(|| self.inner.head(key)).await
+        self.retried(Op::Head, || self.inner.head(key)).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.retried(|| self.inner.delete(key)).await
+        self.retried(Op::Delete, || self.inner.delete(key)).await
     }
 
     async fn list(&self, req: &ListRequest) -> Result<ListPage> {
-        self.retried(|| self.inner.list(req)).await
+        self.retried(Op::List, || self.inner.list(req)).await
     }
 
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
-        let out = self.run(|| self.inner.copy(from, to, mode.clone())).await;
+        let out = self
+            .run(Op::Copy, None, || self.inner.copy(from, to, mode.clone()))
+            .await;
         let put_mode = match &mode {
             CopyMode::Overwrite => PutMode::Overwrite,
             CopyMode::Create => PutMode::Create,
@@ -359,9 +399,15 @@ impl Backend for RetryBackend {
 
     async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
         let started = std::time::SystemTime::now();
-        let out = self.run(|| self.inner.create_multipart(key, opts)).await;
-        if let (Ok(id), true) = (&out.result, out.lost_answer) {
-            self.abort_lost_uploads(key, id, started).await;
+        let out = self
+            .run(Op::CreateMultipart, self.policy.stall_timeout, || {
+                self.inner.create_multipart(key, opts)
+            })
+            .await;
+        if out.lost_answer {
+            // Failed in the end or not, an attempt may have created an upload.
+            self.abort_lost_uploads(key, out.result.as_ref().ok(), started)
+                .await;
         }
         out.result
     }
@@ -373,8 +419,11 @@ impl Backend for RetryBackend {
         part: PartNumber,
         data: Payload,
     ) -> Result<PartInfo> {
-        self.retried(|| self.inner.put_part(key, upload, part, data.clone()))
-            .await
+        self.run(Op::PutPart, self.policy.deadline(data.len()), || {
+            self.inner.put_part(key, upload, part, data.clone())
+        })
+        .await
+        .result
     }
 
     async fn complete_multipart_with_metadata(
@@ -386,7 +435,7 @@ impl Backend for RetryBackend {
         extra_metadata: &Metadata,
     ) -> Result<ObjectMeta> {
         let out = self
-            .run(|| {
+            .run(Op::CompleteMultipart, None, || {
                 self.inner.complete_multipart_with_metadata(
                     key,
                     upload,
@@ -410,7 +459,11 @@ impl Backend for RetryBackend {
     }
 
     async fn abort_multipart(&self, key: &Key, upload: &UploadId) -> Result<()> {
-        let out = self.run(|| self.inner.abort_multipart(key, upload)).await;
+        let out = self
+            .run(Op::AbortMultipart, self.policy.stall_timeout, || {
+                self.inner.abort_multipart(key, upload)
+            })
+            .await;
         match out.result {
             // The lost attempt aborted it.
             Err(e) if out.lost_answer && e.kind() == ErrorKind::NotFound => Ok(()),
@@ -419,12 +472,15 @@ impl Backend for RetryBackend {
     }
 
     async fn native_checksum(&self, key: &Key) -> Result<Option<NativeChecksum>> {
-        self.retried(|| self.inner.native_checksum(key)).await
+        self.retried(Op::Head, || self.inner.native_checksum(key))
+            .await
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> Result<Vec<MultipartUploadInfo>> {
-        self.retried(|| self.inner.list_multipart_uploads(prefix))
-            .await
+        self.retried(Op::ListMultipart, || {
+            self.inner.list_multipart_uploads(prefix)
+        })
+        .await
     }
 
     async fn presign(
@@ -440,7 +496,12 @@ impl Backend for RetryBackend {
 
 impl RetryBackend {
     /// Aborts uploads of `key` other than `keep` created since `since` (a lost answer's).
-    async fn abort_lost_uploads(&self, key: &Key, keep: &UploadId, since: std::time::SystemTime) {
+    async fn abort_lost_uploads(
+        &self,
+        key: &Key,
+        keep: Option<&UploadId>,
+        since: std::time::SystemTime,
+    ) {
         if !self.inner.capabilities().multipart_listing {
             return;
         }
@@ -450,7 +511,7 @@ impl RetryBackend {
         };
         for u in uploads {
             let recent = u.initiated.is_none_or(|t| t >= since);
-            if u.key == *key && u.upload_id != *keep && recent {
+            if u.key == *key && Some(&u.upload_id) != keep && recent {
                 tracing::debug!(key = %key, "aborting an upload whose creation answer was lost");
                 let _ = self.abort_multipart(key, &u.upload_id).await;
             }
@@ -495,7 +556,21 @@ impl Resume {
             return None;
         }
         loop {
-            let failure = match self.body.next().await {
+            let next = match self.backend.policy.stall_timeout {
+                None => self.body.next().await,
+                Some(d) => match tokio::time::timeout(d, self.body.next()).await {
+                    Ok(n) => n,
+                    Err(_) => Some(Err(Error::new(
+                        ErrorKind::Timeout,
+                        Op::Get,
+                        self.backend.name(),
+                        format!("no bytes for {d:?}"),
+                    )
+                    .with_key(self.key.as_str())
+                    .with_retryable(true))),
+                },
+            };
+            let failure = match next {
                 Some(Ok(chunk)) => {
                     self.next += chunk.len() as u64;
                     return Some((Ok(chunk), self));
@@ -521,7 +596,20 @@ impl Resume {
                 if_match: self.etag.clone(),
                 ..Default::default()
             };
-            match self.backend.inner.get(&self.key, &opts).await {
+            let again = self.backend.inner.get(&self.key, &opts);
+            let again = match self.backend.policy.stall_timeout {
+                None => again.await,
+                Some(d) => tokio::time::timeout(d, again).await.unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        Op::Get,
+                        self.backend.name(),
+                        format!("no answer within {d:?}"),
+                    )
+                    .with_retryable(true))
+                }),
+            };
+            match again {
                 Ok(more) => {
                     self.backend
                         .counters
