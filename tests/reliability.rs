@@ -1,9 +1,9 @@
 //! The retry middleware against injected faults, and the invariants of seeded fault
-//! schedules over uploads, downloads and copies (on memory; the emulators come through a
-//! TCP fault proxy in `tests/proxy_faults.rs`).
+//! schedules over uploads, downloads and copies (on memory here; on the emulators through
+//! a TCP fault proxy in `tests/proxy_faults.rs`).
 //!
 //! `CLOUDSTORE_FAULT_SEEDS` sets the number of schedules (default 200);
-//! `CLOUDSTORE_FAULT_SEED=n` replays schedule `n` alone.
+//! `CLOUDSTORE_FAULT_SEED=n` replays schedule `n` alone, with debug logs.
 
 mod common;
 
@@ -16,9 +16,10 @@ use cloudstore::{
     Backend, CopyMode, ErrorKind, MemoryBackend, Op, PutMode, PutOptions, Store, TransferConfig,
 };
 use futures::TryStreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use common::data;
+use common::schedules::{Rig, Tally, schedule, schedule_config, seed_range};
 
 fn quick(attempts: u32, budget: u32) -> RetryPolicy {
     RetryPolicy {
@@ -232,42 +233,11 @@ async fn a_part_that_does_not_answer_in_time_is_sent_again() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Seeded fault schedules.
+// Seeded fault schedules on memory (the same schedules run on the emulators through a TCP
+// fault proxy in `tests/proxy_faults.rs`).
 
-#[derive(Debug, Default)]
-struct Tally {
-    schedules: u64,
-    ok: u64,
-    typed_errors: u64,
-    faults: u64,
-    retries: u64,
-    resumed: u64,
-    verified: u64,
-}
-
-/// One schedule: an operation under random faults; returns whether it succeeded.
-async fn schedule(seed: u64, tally: &mut Tally, scratch: &std::path::Path) {
+fn memory_rig(seed: u64) -> Rig {
     let inner: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
-    let clean = Store::from_arc(inner.clone());
-    // Sizes around the 5 MiB part boundary (memory's minimum part size).
-    let sizes = [
-        0usize,
-        1,
-        (5 << 20) - 1,
-        5 << 20,
-        (5 << 20) + 1,
-        10 << 20,
-        (12 << 20) + 3,
-    ];
-    let size = sizes[(seed % sizes.len() as u64) as usize];
-    let body = data(size, seed as u8);
-    let kind = (seed / sizes.len() as u64) % 5;
-    // Sources of downloads and copies exist before the faults start.
-    if kind >= 3 {
-        let mut up = clean.writer("source", &Default::default()).unwrap();
-        up.write_all(&body).await.unwrap();
-        up.finish().await.unwrap();
-    }
     let faults = Faults::new(inner.clone()).with_chaos(Chaos {
         seed,
         probability: 0.4,
@@ -292,158 +262,26 @@ async fn schedule(seed: u64, tally: &mut Tally, scratch: &std::path::Path) {
         ],
     });
     let retry = RetryBackend::new(Arc::new(faults.clone()), quick(5, 10_000));
-    let store = Store::new(retry.clone()).with_transfer_config(TransferConfig {
-        part_size: 5 << 20,
-        concurrency: 3,
-        attempts: 2,
-        backoff: Duration::from_millis(1),
-        ..Default::default()
-    });
-    let target = "target";
-    let file = scratch.join(format!("f{seed}"));
-    let outcome: cloudstore::Result<()> = async {
-        match kind {
-            0 => {
-                let mut up = store.writer(target, &Default::default())?;
-                for chunk in body.chunks(1 << 20) {
-                    up.write_all(chunk).await.map_err(io_to_error)?;
-                }
-                up.finish().await.map(|_| ())
-            }
-            1 => {
-                std::fs::write(&file, &body).unwrap();
-                store
-                    .upload_file(target, &file, &Default::default())
-                    .await
-                    .map(|_| ())
-            }
-            2 => {
-                let create = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                store
-                    .upload_stream(
-                        target,
-                        futures::stream::iter([Ok(Bytes::from(body.clone()))]),
-                        &create,
-                    )
-                    .await
-                    .map(|_| ())
-            }
-            3 => {
-                let out = scratch.join(format!("d{seed}"));
-                let r = store.download_file("source", &out).await;
-                match &r {
-                    Ok(_) => assert_eq!(std::fs::read(&out).unwrap(), body, "seed {seed}"),
-                    Err(_) => assert!(!out.exists(), "seed {seed}: a failed download left a file"),
-                }
-                let _ = std::fs::remove_file(&out);
-                // And the streamed reader.
-                let mut reader = store.reader("source").await?;
-                let mut got = Vec::new();
-                reader.read_to_end(&mut got).await.map_err(io_to_error)?;
-                assert_eq!(got, body, "seed {seed}");
-                r.map(|_| ())
-            }
-            _ => store
-                .copy_mode("source", target, CopyMode::Create)
-                .await
-                .map(|_| ()),
-        }
-    }
-    .await;
-    let _ = std::fs::remove_file(&file);
-    // Whatever happened: the target is absent or whole, and no upload is left.
-    match read_all(&clean, target).await {
-        Ok(stored) => assert_eq!(stored, body, "seed {seed}: a partial or wrong object"),
-        Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound, "seed {seed}: {e}"),
-    }
-    if kind <= 2 && outcome.is_ok() {
-        assert!(
-            clean.head(target).await.is_ok(),
-            "seed {seed}: success without an object"
-        );
-    }
-    // Aborts of dropped uploads run in the background.
-    let mut left = clean.list_multipart_uploads(None).await.unwrap();
-    for _ in 0..200 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        left = clean.list_multipart_uploads(None).await.unwrap();
-    }
-    assert!(
-        left.is_empty(),
-        "seed {seed}: uploads left behind: {left:?}"
-    );
-    tally.schedules += 1;
-    match outcome {
-        Ok(()) => tally.ok += 1,
-        Err(e) => {
-            // Typed: a kind and a message naming the operation.
-            assert!(!e.to_string().is_empty());
-            tally.typed_errors += 1;
-        }
-    }
-    tally.faults += faults.counts().total();
-    let c = retry.counts();
-    tally.retries += c.retries;
-    tally.resumed += c.resumed_reads;
-    tally.verified += c.verified_after_lost_answer;
-}
-
-fn io_to_error(e: std::io::Error) -> cloudstore::Error {
-    match e.downcast::<cloudstore::Error>() {
-        Ok(e) => e,
-        Err(e) => cloudstore::Error::from_io(Op::Put, "test", e),
+    let store = Store::new(retry.clone()).with_transfer_config(schedule_config());
+    Rig {
+        name: "memory".into(),
+        store,
+        clean: Store::from_arc(inner),
+        retry,
+        faults: Box::new(move || faults.counts().total()),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_fault_schedules_end_whole_or_in_a_typed_error() {
-    let seeds: u64 = std::env::var("CLOUDSTORE_FAULT_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let seeds = seed_range("CLOUDSTORE_FAULT_SEEDS", 200);
     let scratch = tempfile::tempdir().unwrap();
     let mut tally = Tally::default();
-    // `CLOUDSTORE_FAULT_SEED=n` replays one schedule.
-    let only: Option<u64> = std::env::var("CLOUDSTORE_FAULT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    if only.is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_test_writer()
-            .try_init();
+    for seed in seeds.clone() {
+        let rig = memory_rig(seed);
+        schedule(seed, &rig, &mut tally, scratch.path(), None).await;
     }
-    let range = match only {
-        Some(n) => n..n + 1,
-        None => 0..seeds,
-    };
-    let count = range.end - range.start;
-    for seed in range {
-        schedule(seed, &mut tally, scratch.path()).await;
-    }
-    eprintln!(
-        "fault schedules (memory): {} schedules, {} faults injected, {} retries, {} reads \
-         resumed, {} lost answers verified; outcomes: {} whole objects, {} typed errors",
-        tally.schedules,
-        tally.faults,
-        tally.retries,
-        tally.resumed,
-        tally.verified,
-        tally.ok,
-        tally.typed_errors
-    );
-    assert_eq!(tally.schedules, count);
-    if only.is_none() {
-        // The schedules did inject faults, and most operations still succeeded.
-        assert!(tally.faults > count / 2, "{tally:?}");
-        assert!(tally.ok > count / 2, "{tally:?}");
-    }
+    tally.report("memory", &seeds);
     // Nothing is left in the scratch directory (no temp file of a failed download).
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }

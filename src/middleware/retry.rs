@@ -128,8 +128,9 @@ struct Counters {
 ///   lost attempt itself. The object is then checked: if its size and its
 ///   `cloudstore-crc32c` equal those of the write, the write is reported done (counted in
 ///   [`RetryCounts::verified_after_lost_answer`]); otherwise the error is returned and says
-///   that an earlier attempt may have written the object. A completion that finds its upload
-///   gone is checked the same way.
+///   that an earlier attempt may have written the object. A completion whose retry fails
+///   after a lost answer (its upload gone, its blocks already committed) is checked the
+///   same way.
 /// - **Creating a multipart upload** whose answer was lost may leave an upload nobody
 ///   knows of; the retry then aborts uploads of the same key started since the first
 ///   attempt (where the backend can list them).
@@ -446,10 +447,10 @@ impl Backend for RetryBackend {
             })
             .await;
         match out.result {
-            Err(e)
-                if out.lost_answer
-                    && (e.kind() == ErrorKind::NotFound || self_inflicted(&e, mode)) =>
-            {
+            // After a lost answer the completion may be done: the upload is then gone
+            // (S3: NoSuchUpload), its blocks committed (Azure: InvalidBlockList), or the
+            // condition spent. Whatever the retry met, the object decides.
+            Err(e) if out.lost_answer => {
                 let size = parts.iter().map(|p| p.size).sum();
                 let crc = extra_metadata.get(CHECKSUM_METADATA).cloned();
                 self.written_by_us(key, size, crc.as_deref(), e).await

@@ -2,6 +2,9 @@
 //! the transfer engine sends, over any backend (memory or an emulator's).
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod schedules;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
