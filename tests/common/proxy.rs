@@ -129,7 +129,7 @@ fn draw(chaos: &Mutex<Option<Chaos>>) -> Option<Plan> {
         1 => Action::Reset,
         _ => Action::Stall,
     };
-    let upstream = splitmix(&mut c.rng) % 2 == 0;
+    let upstream = splitmix(&mut c.rng).is_multiple_of(2);
     // A third of the faults fall in the first bytes (inside headers, small requests and
     // answers), a third in the first 64 KiB, a third anywhere in a part or a read.
     let span = match splitmix(&mut c.rng) % 3 {
