@@ -119,8 +119,9 @@ fn main() {
             )),
         ),
     ];
-    let mut table =
-        format!("| target | put/s | list keys/s | get/s | delete/s |\n|---|--:|--:|--:|--:|\n");
+    let mut table = String::from(
+        "| target | put/s | list keys/s | get/s | delete/s |\n|---|--:|--:|--:|--:|\n",
+    );
     for (name, url) in targets {
         let store = match (name, url) {
             ("memory", _) => Store::memory(),
