@@ -206,6 +206,36 @@ impl fmt::Display for ByteRange {
     }
 }
 
+impl std::str::FromStr for ByteRange {
+    type Err = String;
+
+    /// Parses the HTTP `Range` form that `Display` prints: `bytes=0-99`, `bytes=100-`,
+    /// `bytes=-500` (one range; the result is validated).
+    fn from_str(s: &str) -> std::result::Result<ByteRange, String> {
+        let bad = || format!("not a byte range: {s:?}");
+        let spec = s.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let num = |t: &str| -> std::result::Result<u64, String> {
+            if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            t.parse().map_err(|_| bad())
+        };
+        let range = match (a.is_empty(), b.is_empty()) {
+            (true, true) => return Err(bad()),
+            (true, false) => ByteRange::Suffix(num(b)?),
+            (false, true) => ByteRange::From(num(a)?),
+            (false, false) => {
+                let (start, last) = (num(a)?, num(b)?);
+                let end = last.checked_add(1).ok_or_else(bad)?;
+                ByteRange::Bounded(start..end)
+            }
+        };
+        range.validate()?;
+        Ok(range)
+    }
+}
+
 /// Options of a read.
 ///
 /// Conditions are evaluated as HTTP does (RFC 9110): `if_match`, then

@@ -144,6 +144,8 @@ pub(crate) fn map_error(name: &str, op: Op, key: &str, e: object_store::Error) -
         (E::InvalidPath { .. }, _) => (ErrorKind::InvalidInput, false),
         (E::UnknownConfigurationKey { .. }, _) => (ErrorKind::InvalidInput, false),
         (_, Some((status, body))) => kind_for_status(*status, body),
+        // Building a client sends nothing: what fails there is the configuration.
+        _ if op == Op::Configure => (ErrorKind::InvalidInput, false),
         _ if timed_out(&e) => (ErrorKind::Timeout, true),
         // No HTTP status: the connection failed or the body was cut.
         _ => (ErrorKind::Other, true),

@@ -55,9 +55,9 @@ pub struct DonePart {
 }
 
 impl Checkpoint {
-    /// Writes the checkpoint to `path` atomically (temporary file, then rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| {
+    /// The checkpoint as JSON.
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(|e| {
             Error::new(
                 ErrorKind::Other,
                 Op::PutPart,
@@ -65,7 +65,46 @@ impl Checkpoint {
                 "cannot encode the checkpoint",
             )
             .with_source(e)
-        })?;
+        })
+    }
+
+    /// A checkpoint from JSON, refused (`InvalidInput`) unless it is well formed: a known
+    /// format, a valid key, a part size of at least one byte, and parts numbered within the
+    /// file, each of the size its position gives.
+    pub fn from_json(json: &[u8]) -> Result<Checkpoint> {
+        let bad = |m: String| Error::invalid_input(Op::PutPart, "cloudstore", m);
+        let cp: Checkpoint =
+            serde_json::from_slice(json).map_err(|e| bad(format!("not a checkpoint: {e}")))?;
+        if cp.format != 1 {
+            return Err(bad(format!(
+                "checkpoint format {} is not known to this version",
+                cp.format
+            )));
+        }
+        if cp.part_size == 0 {
+            return Err(bad("a checkpoint with a part size of 0".into()));
+        }
+        let count = cp.size.div_ceil(cp.part_size);
+        for (n, p) in &cp.parts {
+            let n = u64::from(*n);
+            let expected = if n == 0 || n > count {
+                None
+            } else {
+                Some(cp.part_size.min(cp.size - (n - 1) * cp.part_size))
+            };
+            if expected != Some(p.info.size) || p.info.number.get() as u64 != n {
+                return Err(bad(format!(
+                    "part {n} of the checkpoint does not fit a {}-byte file in parts of {}",
+                    cp.size, cp.part_size
+                )));
+            }
+        }
+        Ok(cp)
+    }
+
+    /// Writes the checkpoint to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self.to_json()?;
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
         let io_err =
             |e| Error::from_io(Op::PutPart, "cloudstore", e).with_key(path.display().to_string());
@@ -76,27 +115,13 @@ impl Checkpoint {
         })
     }
 
-    /// Reads a checkpoint saved by [`Checkpoint::save`].
+    /// Reads a checkpoint saved by [`Checkpoint::save`] (checked as by
+    /// [`Checkpoint::from_json`]).
     pub fn load(path: &Path) -> Result<Checkpoint> {
         let raw = std::fs::read(path).map_err(|e| {
             Error::from_io(Op::PutPart, "cloudstore", e).with_key(path.display().to_string())
         })?;
-        let cp: Checkpoint = serde_json::from_slice(&raw).map_err(|e| {
-            Error::invalid_input(Op::PutPart, "cloudstore", format!("not a checkpoint: {e}"))
-                .with_key(path.display().to_string())
-        })?;
-        if cp.format != 1 {
-            return Err(Error::invalid_input(
-                Op::PutPart,
-                "cloudstore",
-                format!(
-                    "checkpoint format {} is not known to this version",
-                    cp.format
-                ),
-            )
-            .with_key(path.display().to_string()));
-        }
-        Ok(cp)
+        Self::from_json(&raw).map_err(|e| e.with_key(path.display().to_string()))
     }
 }
 
@@ -305,6 +330,18 @@ impl Store {
     ) -> Result<ObjectMeta> {
         let checkpoint_path = checkpoint_path.as_ref().to_path_buf();
         let cp = Checkpoint::load(&checkpoint_path)?;
+        let parts = cp.size.div_ceil(cp.part_size);
+        if parts > u64::from(self.capabilities().max_parts) {
+            return Err(Error::invalid_input(
+                Op::Put,
+                self.backend_name(),
+                format!(
+                    "the checkpoint needs {parts} parts; this backend takes at most {}",
+                    self.capabilities().max_parts
+                ),
+            )
+            .with_key(cp.key.as_str()));
+        }
         let (source, meta) = Source::open(file.as_ref())?;
         if meta.len() != cp.size || modified_ns(&meta) != cp.modified_ns {
             return Err(Error::invalid_input(
