@@ -142,10 +142,14 @@ pub struct RetryBackend {
     counters: Arc<Counters>,
 }
 
-/// The result of one retried request and whether an attempt failed without an answer.
+/// The result of one retried request and whether attempts failed without an answer.
 struct Outcome<T> {
     result: Result<T>,
+    /// An attempt before the last failed in a way that may come after the request was
+    /// carried out: what the last attempt met may be that attempt's doing.
     lost_answer: bool,
+    /// The last attempt failed that way (it may have been carried out).
+    last_unanswered: bool,
 }
 
 impl RetryBackend {
@@ -228,19 +232,22 @@ impl RetryBackend {
                     return Outcome {
                         result: Ok(v),
                         lost_answer,
+                        last_unanswered: false,
                     };
                 }
                 Err(e) => {
                     // A throttling answer says the request was refused; another failure
                     // that a retry could mend (a timeout, a cut connection, a 500) may
                     // come after the request was carried out.
-                    lost_answer |= e.is_retryable() && e.kind() != ErrorKind::RateLimited;
+                    let unanswered = e.is_retryable() && e.kind() != ErrorKind::RateLimited;
                     if !self.again(&e, attempt).await {
                         return Outcome {
                             result: Err(e),
                             lost_answer,
+                            last_unanswered: unanswered,
                         };
                     }
+                    lost_answer |= unanswered;
                     attempt += 1;
                 }
             }
@@ -405,7 +412,7 @@ impl Backend for RetryBackend {
                 self.inner.create_multipart(key, opts)
             })
             .await;
-        if out.lost_answer {
+        if out.lost_answer || out.last_unanswered {
             // Failed in the end or not, an attempt may have created an upload.
             self.abort_lost_uploads(key, out.result.as_ref().ok(), started)
                 .await;
@@ -611,6 +618,18 @@ impl Resume {
                 }),
             };
             match again {
+                Ok(more) if more.meta.etag.is_some() && more.meta.etag != self.etag => {
+                    // The server ignored If-Match: never mix two versions.
+                    self.done = true;
+                    let e = Error::new(
+                        ErrorKind::PreconditionFailed,
+                        Op::Get,
+                        self.backend.name(),
+                        "the object changed while it was read",
+                    )
+                    .with_key(self.key.as_str());
+                    return Some((Err(e), self));
+                }
                 Ok(more) => {
                     self.backend
                         .counters

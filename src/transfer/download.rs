@@ -48,6 +48,18 @@ async fn fetch_range(
         };
         let attempt_result: Result<(Vec<Bytes>, Running)> = async {
             let res = store.backend().get(key, &opts).await?;
+            // A server that ignores If-Match must not slip another version in.
+            if let (Some(want), Some(got)) = (etag, res.meta.etag.as_deref())
+                && want != got
+            {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    Op::Get,
+                    store.backend_name(),
+                    "a range came from another version of the object",
+                )
+                .with_key(key.as_str()));
+            }
             let mut crc = Running::new(check);
             let mut chunks = Vec::new();
             let mut body = res.into_checked_stream();
