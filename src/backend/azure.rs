@@ -186,6 +186,15 @@ impl AzureBackend {
         let emulator = builder
             .get_config_value(&AzureConfigKey::UseEmulator)
             .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        // The emulator setting is an explicit choice of plain HTTP.
+        super::object_store_core::check_plain_http(
+            NAME,
+            endpoint.as_deref(),
+            emulator
+                || super::object_store_core::truthy(builder.get_config_value(
+                    &AzureConfigKey::Client(object_store::ClientConfigKey::AllowHttp),
+                )),
+        )?;
         // The emulator's well-known key is used when none is given.
         let signing = emulator
             || builder

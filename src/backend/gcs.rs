@@ -213,6 +213,7 @@ impl GcsBackend {
             "anonymous",
             "service_account_path",
             "max_retries",
+            "allow_http",
         ];
         if let Some(n) = options.names().find(|n| !KNOWN.contains(n)) {
             return Err(config_error(format!(
@@ -236,8 +237,20 @@ impl GcsBackend {
             .map(str::to_string)
             .or_else(|| std::env::var("GOOGLE_APPLICATION_CREDENTIALS").ok());
         if let Some(ep) = &endpoint {
-            url::Url::parse(ep)
+            let url = url::Url::parse(ep)
                 .map_err(|e| config_error(format!("option 'endpoint' is not a URL: {e}")))?;
+            // STORAGE_EMULATOR_HOST names the emulator: plain HTTP is its explicit choice.
+            let from_emulator_env = options.get("endpoint").is_none();
+            let allowed = options
+                .get("allow_http")
+                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"));
+            if url.scheme() == "http" && !allowed && !from_emulator_env {
+                return Err(config_error(
+                    "the endpoint uses plain HTTP; set allow_http=true to allow it (local \
+                     emulators, trusted networks)"
+                        .to_string(),
+                ));
+            }
         }
         // A URL can be signed with a service account's private key.
         let signing = !anonymous && credentials_file.is_some();

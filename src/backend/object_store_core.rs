@@ -48,6 +48,30 @@ pub(crate) fn retry_config(
     }))
 }
 
+/// Refuses a plain `http://` endpoint unless it was allowed explicitly: requests (and
+/// their credentials) must not leave unencrypted by accident.
+pub(crate) fn check_plain_http(name: &str, endpoint: Option<&str>, allowed: bool) -> Result<()> {
+    let plain = endpoint.is_some_and(|e| {
+        e.trim_start()
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    });
+    if plain && !allowed {
+        return Err(Error::invalid_input(
+            Op::Configure,
+            name,
+            "the endpoint uses plain HTTP; set allow_http=true to allow it (local emulators, \
+             trusted networks)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an `object_store` `allow_http` setting says yes.
+pub(crate) fn truthy(v: Option<String>) -> bool {
+    v.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
 /// The client for the few requests built by hand: the configured `timeout` (default 60 s)
 /// bounds each, so none can hang.
 pub(crate) fn http_client(timeout: Option<String>) -> reqwest::Client {

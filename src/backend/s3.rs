@@ -156,6 +156,13 @@ impl S3Backend {
             .get_config_value(&AmazonS3ConfigKey::Bucket)
             .unwrap_or_default();
         let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        super::object_store_core::check_plain_http(
+            NAME,
+            endpoint.as_deref(),
+            super::object_store_core::truthy(builder.get_config_value(&AmazonS3ConfigKey::Client(
+                object_store::ClientConfigKey::AllowHttp,
+            ))),
+        )?;
         let region = builder.get_config_value(&AmazonS3ConfigKey::Region);
         let timeout = builder.get_config_value(&AmazonS3ConfigKey::Client(
             object_store::ClientConfigKey::Timeout,
