@@ -73,7 +73,7 @@ async fn run(name: &str, proxy: &FaultProxy, mut rig: Rig) {
     let seeds = seed_range("CLOUDSTORE_PROXY_SEEDS", 40);
     let scratch = tempfile::tempdir().unwrap();
     let mut tally = Tally::default();
-    let turn_on = |seed: u64| proxy.chaos(seed, 0.5);
+    let turn_on = |seed: u64| proxy.chaos(seed, 0.6);
     for seed in seeds.clone() {
         proxy.calm();
         schedule(seed, &rig, &mut tally, scratch.path(), Some(&turn_on)).await;
@@ -86,7 +86,7 @@ async fn run(name: &str, proxy: &FaultProxy, mut rig: Rig) {
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
     );
-    tally.report(name, &seeds);
+    tally.report(name, &seeds, 10);
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }
 

@@ -281,7 +281,7 @@ async fn seeded_fault_schedules_end_whole_or_in_a_typed_error() {
         let rig = memory_rig(seed);
         schedule(seed, &rig, &mut tally, scratch.path(), None).await;
     }
-    tally.report("memory", &seeds);
+    tally.report("memory", &seeds, 4);
     // Nothing is left in the scratch directory (no temp file of a failed download).
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }

@@ -68,8 +68,10 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Prints the counts and checks the schedules did their job.
-    pub fn report(&self, target: &str, seeds: &Range<u64>) {
+    /// Prints the counts and checks the schedules did their job: at least one fault per
+    /// `faults_every` schedules (faults on a network depend on how many connections the
+    /// client opens, so the proxy's bound is looser), and mostly successes.
+    pub fn report(&self, target: &str, seeds: &Range<u64>, faults_every: u64) {
         eprintln!(
             "fault schedules ({target}): {} schedules, {} faults injected, {} retries, {} reads \
              resumed, {} lost answers verified; outcomes: {} whole objects, {} typed errors",
@@ -84,7 +86,10 @@ impl Tally {
         let count = seeds.end - seeds.start;
         assert_eq!(self.schedules, count);
         if count >= 20 {
-            assert!(self.faults > count / 4, "too few faults: {self:?}");
+            assert!(
+                self.faults >= count / faults_every,
+                "too few faults: {self:?}"
+            );
             assert!(self.ok > count / 2, "too few successes: {self:?}");
         }
     }
