@@ -204,6 +204,33 @@ async fn a_copy_whose_answer_was_lost_is_recognised() {
 }
 
 #[tokio::test]
+async fn over_a_retry_layer_the_engine_does_not_retry_on_top() {
+    let (store, faults, retry, inner) = stack(quick(2, 500));
+    let faults = faults.with_rule(
+        Rule::new(Op::PutPart, Fault::ServerError)
+            .part(2)
+            .times(u64::MAX),
+    );
+    let store = store.with_transfer_config(TransferConfig {
+        part_size: 5 << 20,
+        attempts: 4,
+        ..Default::default()
+    });
+    let mut up = store.writer("retried", &Default::default()).unwrap();
+    up.write_all(&data(11 << 20, 5)).await.unwrap();
+    let e = up.finish().await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    // Two attempts (the layer's), not 2 x 4.
+    assert_eq!(faults.counts().errors, 2);
+    assert_eq!(retry.counts().retries, 1);
+    let left = Store::from_arc(inner)
+        .list_multipart_uploads(None)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
 async fn a_stalled_read_is_cut_and_continued() {
     let (store, faults, retry, _) = stack(quick(4, 500));
     let body = data(2 << 20, 9);

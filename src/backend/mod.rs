@@ -171,6 +171,14 @@ pub trait Backend: Debug + Send + Sync + 'static {
     /// What this backend supports.
     fn capabilities(&self) -> &Capabilities;
 
+    /// Whether this backend retries failed requests itself (as
+    /// [`RetryBackend`](crate::middleware::RetryBackend) does). The transfer engine then
+    /// sends each part and range once instead of retrying on top, so that attempts do not
+    /// multiply and the retry budget holds.
+    fn retries_requests(&self) -> bool {
+        false
+    }
+
     /// Writes a whole object in one request, honouring `opts.mode`.
     async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta>;
 

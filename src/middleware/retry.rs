@@ -344,6 +344,10 @@ impl Backend for RetryBackend {
         self.inner.capabilities()
     }
 
+    fn retries_requests(&self) -> bool {
+        true
+    }
+
     async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
         let out = self
             .run(Op::Put, self.policy.deadline(data.len()), || {

@@ -72,7 +72,7 @@ async fn fetch_range(
         }
         .await;
         match attempt_result {
-            Err(e) if e.is_retryable() && attempt < cfg.attempts => {
+            Err(e) if e.is_retryable() && attempt < cfg.attempts_over(store.backend().as_ref()) => {
                 tracing::debug!(key = %key, attempt, error = %e, "retrying a range");
                 tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                 attempt += 1;

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::backend::{Capabilities, MIB};
+use crate::backend::{Backend, Capabilities, MIB};
 
 mod checksum;
 mod download;
@@ -70,7 +70,10 @@ pub struct TransferConfig {
     pub upload_memory: u64,
     /// Most bytes all uploads of a store and its clones hold together.
     pub global_memory: u64,
-    /// Attempts per part (or range) before the transfer fails.
+    /// Attempts per part (or range) before the transfer fails. Over a backend that retries
+    /// requests itself ([`Backend::retries_requests`], e.g. every cloud store from
+    /// [`Store::from_url`](crate::Store::from_url)) the engine makes one attempt and leaves
+    /// retries to that layer.
     pub attempts: u32,
     /// First backoff between attempts; doubles each time, with jitter.
     pub backoff: Duration,
@@ -131,6 +134,17 @@ impl Shared {
             )),
             config,
         })
+    }
+}
+
+impl TransferConfig {
+    /// Attempts the engine itself makes per part or range over `backend`.
+    pub(crate) fn attempts_over(&self, backend: &dyn Backend) -> u32 {
+        if backend.retries_requests() {
+            1
+        } else {
+            self.attempts.max(1)
+        }
     }
 }
 

@@ -306,7 +306,7 @@ impl Engine {
                 // are retried.
                 Err(e)
                     if e.is_retryable()
-                        && attempt < cfg.attempts
+                        && attempt < cfg.attempts_over(self.store.backend().as_ref())
                         && opts.mode == crate::object::PutMode::Overwrite =>
                 {
                     tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
@@ -370,7 +370,7 @@ pub(super) async fn put_part_with_retries(
     let mut attempt = 1;
     loop {
         match backend.put_part(key, id, number, payload.clone()).await {
-            Err(e) if e.is_retryable() && attempt < cfg.attempts => {
+            Err(e) if e.is_retryable() && attempt < cfg.attempts_over(backend) => {
                 tracing::debug!(part = number.get(), attempt, error = %e, "retrying a part");
                 tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                 attempt += 1;
