@@ -1,5 +1,5 @@
 //! The transfer engine: streaming multipart uploads and parallel ranged downloads, written
-//! once above the [`Backend`](crate::Backend) SPI so every backend gets them.
+//! once above the [`Backend`] SPI so every backend gets them.
 //!
 //! - [`Upload`] (from [`Store::writer`](crate::Store::writer)) is a `tokio` `AsyncWrite`
 //!   that cuts the stream into parts, uploads up to [`TransferConfig::concurrency`] of them
@@ -29,7 +29,7 @@
 //!   metadata is fixed when a multipart upload starts, every upload also carries a
 //!   CRC64-NVME that S3 checks per part and keeps as the object's full-object checksum;
 //!   downloads verify against it when there is no CRC32C metadata
-//!   ([`Backend::native_checksum`](crate::Backend::native_checksum)). CRC32C costs far
+//!   ([`Backend::native_checksum`]). CRC32C costs far
 //!   less than SHA-256 or MD5 per byte; on S3 the payload signature (SHA-256) is still
 //!   computed by the SigV4 signer unless the option `unsigned_payload=true` is given (safe
 //!   over TLS, where the CRC then protects the content end to end).
