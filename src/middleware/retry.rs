@@ -278,7 +278,7 @@ impl RetryBackend {
                 "and there is no checksum to check it by",
             ));
         };
-        match self.inner.head(key).await {
+        match self.head(key).await {
             Ok(meta)
                 if meta.size == size
                     && meta
@@ -397,7 +397,7 @@ impl Backend for RetryBackend {
             Err(e) if out.lost_answer && self_inflicted(&e, &put_mode) => {
                 // A copy keeps the source's metadata: the destination is the copy when
                 // both have the same size and CRC32C.
-                match self.inner.head(from).await {
+                match self.head(from).await {
                     Ok(src) => {
                         let crc = src.metadata.get(CHECKSUM_METADATA).cloned();
                         self.written_by_us(to, src.size, crc.as_deref(), e).await
