@@ -51,6 +51,7 @@ pub mod conformance;
 pub mod error;
 pub mod key;
 pub mod middleware;
+pub mod migrate;
 pub mod object;
 pub mod store;
 pub mod transfer;

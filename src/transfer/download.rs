@@ -311,6 +311,46 @@ impl ObjectReader {
     pub fn meta(&self) -> &ObjectMeta {
         &self.meta
     }
+
+    /// The rest of the object as a stream of owned chunks (no copy into a caller's
+    /// buffer), with the same read-ahead and the same check at the end: a checksum
+    /// mismatch is the stream's last item, an error.
+    pub fn into_stream(self) -> crate::object::ByteStream {
+        futures::stream::unfold(Some(self.inner), |state| async move {
+            let mut v = state?;
+            if let Some(msg) = v.failed.take() {
+                let e = Error::new(ErrorKind::Other, Op::Get, v.backend.as_str(), msg);
+                return Some((Err(e), None));
+            }
+            if !v.pending.is_empty() {
+                let chunk = std::mem::take(&mut v.pending);
+                return Some((Ok(chunk), Some(v)));
+            }
+            if v.done {
+                return None;
+            }
+            match v.body.next().await {
+                Some(Ok(chunk)) => {
+                    if v.check.is_some() {
+                        v.crc.update(&chunk);
+                    }
+                    Some((Ok(chunk), Some(v)))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => {
+                    v.done = true;
+                    match v.check {
+                        Some(_) => match verify(&v.backend, &v.meta, v.check, &v.crc) {
+                            Ok(()) => None,
+                            Err(e) => Some((Err(e), None)),
+                        },
+                        None => None,
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
 }
 
 impl AsyncRead for ObjectReader {
