@@ -1,0 +1,201 @@
+//! The `cloudstore` binary, run as a user would: help texts, copies with progress and
+//! verification, listing, sync, verify (finding a corrupt object), errors with exit codes
+//! and hints. Cloud cases use SeaweedFS (scripts/test.sh starts it).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cloudstore");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", text(&o.stdout), text(&o.stderr)))
+}
+
+fn bucket_url(scope: &str) -> String {
+    let bucket = std::env::var("CLOUDSTORE_TEST_S3_BUCKET")
+        .expect("CLOUDSTORE_TEST_S3_BUCKET is not set: run scripts/test.sh");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("s3://{bucket}/cli/{scope}-{nanos:x}-{}", std::process::id())
+}
+
+#[test]
+fn every_command_explains_itself() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let help = text(&o.stdout);
+    for cmd in ["ls", "cat", "cp", "rm", "sync", "verify", "bench"] {
+        assert!(help.contains(cmd), "{cmd} missing from --help");
+        let o = run(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help failed");
+        let h = text(&o.stdout);
+        assert!(h.contains("Usage: cloudstore"), "{cmd}: {h}");
+        assert!(
+            h.lines().next().is_some_and(|l| l.len() > 20),
+            "{cmd} has no description: {h}"
+        );
+    }
+    assert!(help.contains("Exit codes"));
+}
+
+#[test]
+fn bad_usage_and_missing_objects_have_distinct_codes_and_hints() {
+    let o = run(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&["cp", "a", "b"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("hint:"));
+    let url = format!("{}/missing.bin", bucket_url("missing"));
+    let o = run(&["cat", &url]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("hint: check the URL"));
+    let o = run(&["--json", "cat", &url]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(json(&o)["error"]["exit_code"], 3);
+}
+
+fn write_file(path: &Path, len: usize, seed: u8) -> Vec<u8> {
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+#[test]
+fn cp_up_and_down_shows_progress_and_verifies() {
+    let mib: usize = std::env::var("CLOUDSTORE_CLI_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.bin");
+    let data = write_file(&file, mib << 20, 3);
+    let base = bucket_url("cp");
+    let remote = format!("{base}/big.bin");
+
+    let o = run(&[
+        "--progress",
+        "--json",
+        "cp",
+        file.to_str().unwrap(),
+        &remote,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&o);
+    assert_eq!(v["bytes"], (mib << 20) as u64);
+    assert_eq!(v["verified"], true, "{v}");
+    assert!(text(&o.stderr).contains("upload: ") && text(&o.stderr).contains("(100%)"));
+
+    let back = dir.path().join("back.bin");
+    let o = run(&["--progress", "cp", &remote, back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("verified"), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("download: "));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+
+    // Cloud to cloud, then --no-clobber refuses to replace.
+    let copy = format!("{base}/copy.bin");
+    let o = run(&["--json", "cp", &remote, &copy]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["cp", "--no-clobber", file.to_str().unwrap(), &copy]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o.stderr));
+
+    let o = run(&["--json", "ls", &base]);
+    let v = json(&o);
+    let keys: Vec<&str> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["big.bin", "copy.bin"]);
+    let o = run(&["--json", "rm", "-r", &base]);
+    assert!(o.status.success());
+    assert_eq!(json(&o)["removed"], 2);
+    let o = run(&["--json", "ls", "-r", &base]);
+    assert!(json(&o)["objects"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn sync_verify_and_a_corrupt_object_found() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src_dir = dir.path().join("src");
+    std::fs::create_dir_all(&src_dir).unwrap();
+    let src = format!("file://{}", src_dir.display());
+    // Files up to a staging prefix, then synced into a directory store: objects written
+    // through the store keep their CRC32C beside them.
+    let staging = bucket_url("staging");
+    for i in 0..12 {
+        let f = dir.path().join(format!("f{i}"));
+        write_file(&f, 1000 + i * 777, i as u8);
+        let o = run(&["cp", f.to_str().unwrap(), &format!("{staging}/a/obj{i}")]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let o = run(&["sync", &staging, &src]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let dst = bucket_url("sync");
+    let o = run(&["--json", "sync", &src, &dst]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(json(&o)["copied"], 12);
+    let o = run(&["--json", "sync", &src, &dst]);
+    let v = json(&o);
+    assert_eq!(
+        (v["copied"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(12))
+    );
+    let o = run(&["verify", &src, &dst]);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+
+    // Bit rot: one byte of a source file changes, its modification time does not.
+    let victim = src_dir.join("a/obj4");
+    let mtime = std::fs::metadata(&victim).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap();
+    f.write_all_at(b"X", 10).unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(f);
+    let o = run(&["--json", "verify", &dst]);
+    assert!(
+        o.status.success(),
+        "the copy is intact: {}",
+        text(&o.stdout)
+    );
+    let o = run(&["--json", "sync", "--dry-run", &src, &dst]);
+    assert!(o.status.success());
+    let o = run(&["verify", &src]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("corrupt: a/obj4"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn bench_reports_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let o = run(&["--json", "bench", "--mib", "8", &url]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&o);
+    assert!(v["upload_mb_s"].as_f64().unwrap() > 0.0 && v["download_mb_s"].as_f64().unwrap() > 0.0);
+}
