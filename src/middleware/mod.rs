@@ -4,14 +4,21 @@
 //!   part-way, and tells honestly what a conditional write whose answer was lost did.
 //! - [`Faults`] (feature `faults`): injects errors, delays, lost answers and cut bodies,
 //!   by rule or by a seeded random schedule, for tests.
+//! - [`MirrorBackend`]: dual writes to a primary and a secondary for a staged migration,
+//!   reads falling back to the secondary, a policy for a secondary outage and a repair.
+//! - [`RouterBackend`]: key prefixes routed to different backends, listings merged.
 //!
 //! They stack: `Store::new(RetryBackend::new(Arc::new(Faults::new(inner)), policy))` tests
 //! the retries against injected faults.
 
 #[cfg(feature = "faults")]
 mod faults;
+mod mirror;
 mod retry;
+mod router;
 
 #[cfg(feature = "faults")]
 pub use faults::{Chaos, Fault, FaultCounts, Faults, Rule};
+pub use mirror::{MirrorBackend, RepairReport, SecondaryFailure};
 pub use retry::{RetryBackend, RetryCounts, RetryPolicy};
+pub use router::RouterBackend;
