@@ -2,7 +2,7 @@
 //! and a resumable [`sync`] of a whole prefix.
 //!
 //! A copy between two stores on the same backend is done by the service (server-side
-//! copy) up to the size the service copies in one request; otherwise the bytes stream
+//! copy; on S3 part by part above 5 GiB); otherwise the bytes stream
 //! through the transfer engine with bounded memory: read ahead from the source (pinned to
 //! one version, its checksum verified at the end), written as they arrive, and the upload
 //! is completed only once the source verified; a mismatch aborts it, so nothing is left.
@@ -58,11 +58,11 @@ pub struct Copied {
     pub crc32c: Option<u32>,
 }
 
-/// The largest object a backend copies in one request: S3's CopyObject takes up to
-/// 5 GiB, Azure's synchronous copy 256 MiB. Larger objects stream.
+/// The largest object a backend copies on the service side: Azure's synchronous copy
+/// takes 256 MiB; S3 copies larger objects part by part (UploadPartCopy). Larger objects
+/// stream.
 fn server_copy_limit(backend: &str) -> u64 {
     match backend {
-        "s3" => 5 << 30,
         "azure" => 256 << 20,
         _ => u64::MAX,
     }

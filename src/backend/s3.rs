@@ -58,7 +58,12 @@ pub struct S3Backend {
     bucket: String,
     endpoint: Option<String>,
     region: Option<String>,
+    /// Copies of larger objects go part by part (UploadPartCopy), in parts of this size.
+    copy_part: u64,
 }
+
+/// CopyObject copies at most 5 GiB in one request.
+const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 
 impl fmt::Debug for S3Backend {
     // Never the credentials: only where the data lives.
@@ -97,6 +102,7 @@ impl S3Backend {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let mut copy_mode_given = false;
         let mut native_checksum = true;
+        let mut copy_part = MAX_SINGLE_COPY;
         if let Some(retry) = super::object_store_core::retry_config(NAME, options)? {
             builder = builder.with_retry(retry);
         }
@@ -104,6 +110,21 @@ impl S3Backend {
             .names()
             .filter(|n| !super::object_store_core::RETRY_OPTIONS.contains(n))
         {
+            if name == "multipart_copy_threshold" {
+                // Bytes above which server-side copies go part by part (default 5 GiB,
+                // CopyObject's limit; at least 5 MiB, S3's smallest part).
+                let v = options.get(name).unwrap_or_default();
+                copy_part = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (5 << 20..=MAX_SINGLE_COPY).contains(n))
+                    .ok_or_else(|| {
+                        config_error(format!(
+                            "option '{name}' takes a byte count from 5242880 to 5368709120, not '{v}'"
+                        ))
+                    })?;
+                continue;
+            }
             let key: AmazonS3ConfigKey = name
                 .parse()
                 .map_err(|_| config_error(format!("unknown option '{name}' for s3://")))?;
@@ -147,7 +168,12 @@ impl S3Backend {
                 "*".into(),
             ));
         }
-        Self::from_builder(builder)
+        Ok(Self::from_builder(builder)?.with_copy_part(copy_part))
+    }
+
+    fn with_copy_part(mut self, bytes: u64) -> Self {
+        self.copy_part = bytes;
+        self
     }
 
     /// A backend from an `object_store` builder, for settings options cannot express.
@@ -187,6 +213,7 @@ impl S3Backend {
             bucket,
             endpoint,
             region,
+            copy_part: MAX_SINGLE_COPY,
         })
     }
 
@@ -297,6 +324,158 @@ impl S3Backend {
     }
 }
 
+impl S3Backend {
+    /// A server-side copy part by part (UploadPartCopy), for objects CopyObject cannot
+    /// take in one request: every part is pinned to the source's ETag, the completion
+    /// carries the copy's condition, and any failure aborts the upload.
+    async fn copy_by_parts(
+        &self,
+        from: &Key,
+        to: &Key,
+        mode: &CopyMode,
+        source: &ObjectMeta,
+    ) -> Result<ObjectMeta> {
+        use futures::StreamExt;
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            content_type: source.content_type.clone(),
+            metadata: source.metadata.clone(),
+        };
+        let part = self
+            .copy_part
+            .max(source.size.div_ceil(u64::from(self.caps.max_parts)));
+        let id = self.core.create_multipart(to, &opts).await?;
+        let ranges: Vec<(u32, std::ops::Range<u64>)> = (0..source.size.div_ceil(part))
+            .map(|i| (i as u32 + 1, i * part..((i + 1) * part).min(source.size)))
+            .collect();
+        let copied: Vec<Result<PartInfo>> = futures::stream::iter(ranges)
+            .map(|(n, r)| self.copy_part(from, to, &id, n, r, source.etag.as_deref()))
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let done: Result<Vec<PartInfo>> = copied.into_iter().collect();
+        let completed = match done {
+            Ok(mut parts) => {
+                parts.sort_by_key(|p| p.number);
+                let put_mode = match mode {
+                    CopyMode::Create => PutMode::Create,
+                    _ => PutMode::Overwrite,
+                };
+                self.complete_signed(to, &id, &parts, &put_mode).await
+            }
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            let _ = self.core.abort(to, &id).await;
+        }
+        completed.map_err(|e| e.with_op(Op::Copy))
+    }
+
+    /// One UploadPartCopy, presigned with its copy headers bound to the signature.
+    async fn copy_part(
+        &self,
+        from: &Key,
+        to: &Key,
+        id: &UploadId,
+        number: u32,
+        range: std::ops::Range<u64>,
+        etag: Option<&str>,
+    ) -> Result<PartInfo> {
+        let op = Op::Copy;
+        let p = path(op, NAME, to.as_str())?;
+        const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let source = format!(
+            "/{}/{}",
+            self.bucket,
+            percent_encoding::utf8_percent_encode(from.as_str(), KEEP)
+        );
+        let mut headers = vec![
+            ("x-amz-copy-source", source),
+            (
+                "x-amz-copy-source-range",
+                format!("bytes={}-{}", range.start, range.end - 1),
+            ),
+        ];
+        if let Some(e) = etag {
+            headers.push(("x-amz-copy-source-if-match", e.to_string()));
+        }
+        let number_text = number.to_string();
+        let mut opts = SignedUrlOptions::new().with_query([
+            ("partNumber", number_text.as_str()),
+            ("uploadId", id.0.as_str()),
+        ]);
+        for (name, value) in &headers {
+            let v = http::HeaderValue::from_str(value).map_err(|_| {
+                Error::invalid_input(op, NAME, "the copy source is not a valid header value")
+                    .with_key(from.as_str())
+            })?;
+            opts = opts.with_signed_header(http::HeaderName::from_static(name), v);
+        }
+        let url = self
+            .s3
+            .signed_url_opts(http::Method::PUT, &p, SELF_SIGNED_TTL, &opts)
+            .await
+            .map_err(|e| map_error(NAME, op, to.as_str(), e))?;
+        let mut req = self.http.put(url);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let (_, body) = send_signed(NAME, op, to.as_str(), req).await?;
+        let text = String::from_utf8_lossy(&body);
+        if text.contains("<Error>") {
+            let (kind, retryable) = super::http_status::kind_for_status(200, &text);
+            return Err(Error::new(
+                kind,
+                op,
+                NAME,
+                format!(
+                    "part copy failed{}",
+                    super::http_status::provider_code(&text)
+                ),
+            )
+            .with_key(to.as_str())
+            .with_retryable(retryable || kind == ErrorKind::Other));
+        }
+        let result: CopyPartResultXml = quick_xml::de::from_str(&text).map_err(|e| {
+            Error::new(
+                ErrorKind::Other,
+                op,
+                NAME,
+                format!("an unreadable UploadPartCopy answer: {e}"),
+            )
+            .with_key(to.as_str())
+        })?;
+        // In the form object_store gives part tags, so that completion sends the
+        // part's checksum back where the upload has one.
+        let etag = match result.checksum_crc64nvme {
+            Some(c) => format!(
+                "<PartMetadata><e_tag>{}</e_tag><checksum_crc64nvme>{}</checksum_crc64nvme></PartMetadata>",
+                xml_escape(&result.e_tag),
+                xml_escape(&c)
+            ),
+            None => result.e_tag,
+        };
+        Ok(PartInfo {
+            number: PartNumber::new(number)?,
+            etag,
+            size: range.end - range.start,
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CopyPartResultXml {
+    e_tag: String,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    checksum_crc64nvme: Option<String>,
+}
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -368,6 +547,14 @@ impl Backend for S3Backend {
     async fn copy(&self, from: &Key, to: &Key, mode: CopyMode) -> Result<ObjectMeta> {
         super::checks::check_key(NAME, Op::Copy, to, &self.caps)?;
         super::checks::check_copy_mode(NAME, to, &self.caps, &mode)?;
+        let source = self
+            .core
+            .head(from)
+            .await
+            .map_err(|e| e.with_op(Op::Copy))?;
+        if source.size > self.copy_part {
+            return self.copy_by_parts(from, to, &mode, &source).await;
+        }
         self.core.copy(from, to, mode).await
     }
 
