@@ -199,3 +199,36 @@ fn bench_reports_throughput() {
     let v = json(&o);
     assert!(v["upload_mb_s"].as_f64().unwrap() > 0.0 && v["download_mb_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn keys_with_reserved_characters_are_kept_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a&b #1.txt");
+    write_file(&file, 100, 1);
+    let base = bucket_url("names");
+    // Into a "directory": the file's own name, untouched.
+    let o = run(&["cp", file.to_str().unwrap(), &format!("{base}/")]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Percent-encoded in a URL: decoded once.
+    let o = run(&[
+        "cp",
+        file.to_str().unwrap(),
+        &format!("{base}/R%26D%20report%3F.txt"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&run(&["--json", "ls", &base]));
+    let keys: Vec<&str> = v["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["R&D report?.txt", "a&b #1.txt"]);
+    // A raw ? or # would be cut off by URL parsing: refused, never another key.
+    let o = run(&["rm", &format!("{base}/R&D report?.txt")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let o = run(&["rm", &format!("{base}/R%26D%20report%3F.txt")]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["rm", "-r", &base]);
+    assert!(o.status.success());
+}

@@ -88,6 +88,11 @@ async fn a_secondary_outage_follows_the_policy_and_repair_restores_agreement() {
             }
         }
         let _ = store.delete("before").await;
+        // The delete missed the secondary, yet the mirror does not bring the object back.
+        assert_eq!(
+            store.head("before").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         assert_eq!(primary.get_bytes("during").await.unwrap(), "y");
         assert_eq!(
             secondary.head("during").await.unwrap_err().kind(),

@@ -222,8 +222,14 @@ impl Ctx {
 
     /// The store and key of an object URL.
     fn object(&self, url: &str) -> Result<(Store, String), Failure> {
-        let (store_url, key) = split_object_url(url)?;
+        let (store_url, key) = split_url(url, true)?;
         Ok((self.store(&store_url)?, key))
+    }
+
+    /// The store and key of `name` under the prefix URL `dir` (ending with `/`).
+    fn object_under(&self, dir: &str, name: &str) -> Result<(Store, String), Failure> {
+        let (store_url, prefix) = split_url(dir, false)?;
+        Ok((self.store(&store_url)?, format!("{prefix}{name}")))
     }
 
     /// Progress for `total` bytes: a bar on a terminal, lines with --progress, else none.
@@ -291,8 +297,12 @@ impl Bar {
     }
 }
 
-/// `s3://bucket/a/b` -> (`s3://bucket`, `a/b`); Azure's https form keeps the container.
-fn split_object_url(url: &str) -> Result<(String, String), Failure> {
+/// `s3://bucket/a/b` -> (`s3://bucket`, `a/b`); Azure's https form keeps the container,
+/// `abfss://container@account...` its user part. With `object`, the key must name an
+/// object; otherwise it is a prefix (possibly empty). Keys are percent-decoded; a query or
+/// fragment is refused rather than silently dropped (`?` and `#` in keys are written
+/// `%3F` and `%23`).
+fn split_url(url: &str, object: bool) -> Result<(String, String), Failure> {
     let parsed = url::Url::parse(url).map_err(|e| {
         fail(
             2,
@@ -300,16 +310,35 @@ fn split_object_url(url: &str) -> Result<(String, String), Failure> {
             Some("e.g. s3://bucket/key"),
         )
     })?;
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(fail(
+            2,
+            format!("'{url}' has a query or fragment"),
+            Some("write ? as %3F and # as %23 in keys"),
+        ));
+    }
+    let decode = |t: &str| -> Result<String, Failure> {
+        percent_encoding::percent_decode_str(t)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| {
+                fail(
+                    2,
+                    format!("'{url}' decodes to a key that is not UTF-8"),
+                    None,
+                )
+            })
+    };
     let path = parsed.path().trim_start_matches('/');
     if parsed.scheme() == "file" {
         // A local file: its directory is the store.
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if name.is_empty() {
+        if object && name.is_empty() {
             return Err(fail(2, format!("'{url}' names no file"), None));
         }
-        return Ok((format!("file:///{dir}"), percent_decode(name)));
+        return Ok((format!("file:///{dir}"), decode(name)?));
     }
-    let (store_path, key) = if parsed.scheme() == "https" {
+    let (store_path, key) = if matches!(parsed.scheme(), "https" | "http") {
         match path.split_once('/') {
             Some((container, key)) => (format!("/{container}"), key),
             None => (format!("/{path}"), ""),
@@ -317,27 +346,23 @@ fn split_object_url(url: &str) -> Result<(String, String), Failure> {
     } else {
         (String::new(), path)
     };
-    if key.is_empty() || key.ends_with('/') {
+    if object && (key.is_empty() || key.ends_with('/')) {
         return Err(fail(
             2,
             format!("'{url}' names no object"),
             Some("give the object's key after the bucket or container"),
         ));
     }
+    let user = match parsed.username() {
+        "" => String::new(),
+        u => format!("{u}@"),
+    };
     let host = parsed.host_str().unwrap_or_default();
     let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let key = percent_decode(key);
     Ok((
-        format!("{}://{host}{port}{store_path}", parsed.scheme()),
-        key,
+        format!("{}://{user}{host}{port}{store_path}", parsed.scheme()),
+        decode(key)?,
     ))
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("k={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
 }
 
 /// Whether `s` names a store object (a `file://` URL is a local path for `cp`).
@@ -525,13 +550,12 @@ async fn cp(ctx: &Ctx, source: &str, destination: &str, no_clobber: bool) -> Out
                     )
                 })?
                 .len();
-            let dest = if destination.ends_with('/') {
+            let (store, key) = if destination.ends_with('/') {
                 let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-                format!("{destination}{name}")
+                ctx.object_under(destination, name)?
             } else {
-                destination.to_string()
+                ctx.object(destination)?
             };
-            let (store, key) = ctx.object(&dest)?;
             let bar = ctx.progress("upload", size);
             let opts = FileUploadOptions {
                 put: cloudstore::PutOptions {
@@ -595,7 +619,7 @@ async fn cp(ctx: &Ctx, source: &str, destination: &str, no_clobber: bool) -> Out
             let (src, src_key) = ctx.object(source)?;
             let (dst, dst_key) = if destination.ends_with('/') {
                 let name = src_key.rsplit('/').next().unwrap_or("object");
-                ctx.object(&format!("{destination}{name}"))?
+                ctx.object_under(destination, name)?
             } else {
                 ctx.object(destination)?
             };

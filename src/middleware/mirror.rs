@@ -1,6 +1,6 @@
 //! Dual writes for a staged migration: a primary and a secondary store.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,7 +53,9 @@ pub struct MirrorBackend {
     primary: Arc<dyn Backend>,
     secondary: Arc<dyn Backend>,
     policy: SecondaryFailure,
-    pending: Arc<Mutex<BTreeSet<Key>>>,
+    /// Keys the secondary is behind on, with a generation bumped by every miss, so that a
+    /// repair racing a newer miss does not clear it.
+    pending: Arc<Mutex<BTreeMap<Key, u64>>>,
 }
 
 impl MirrorBackend {
@@ -73,11 +75,15 @@ impl MirrorBackend {
 
     /// Keys whose last write did not reach the secondary.
     pub fn pending(&self) -> Vec<Key> {
-        self.lock().iter().cloned().collect()
+        self.lock().keys().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Key>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, u64>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_pending(&self, key: &Key) -> bool {
+        self.lock().contains_key(key)
     }
 
     /// After the primary succeeded: the secondary's outcome, by the policy.
@@ -89,7 +95,7 @@ impl MirrorBackend {
             }
             Err(e) => {
                 tracing::warn!(key = %key, error = %e, "the mirror's secondary missed a write");
-                self.lock().insert(key.clone());
+                *self.lock().entry(key.clone()).or_insert(0) += 1;
                 match self.policy {
                     SecondaryFailure::Record => Ok(done),
                     SecondaryFailure::FailWrite => Err(Error::new(
@@ -138,7 +144,8 @@ impl MirrorBackend {
     /// secondary if the primary no longer has it. Keys that fail stay recorded.
     pub async fn repair(&self) -> RepairReport {
         let mut report = RepairReport::default();
-        for key in self.pending() {
+        let snapshot: Vec<(Key, u64)> = self.lock().iter().map(|(k, g)| (k.clone(), *g)).collect();
+        for (key, generation) in snapshot {
             match self.align(&key).await {
                 Ok(true) => report.copied += 1,
                 Ok(false) => report.deleted += 1,
@@ -149,7 +156,11 @@ impl MirrorBackend {
                     continue;
                 }
             }
-            self.lock().remove(&key);
+            // Cleared only if no newer write missed the secondary meanwhile.
+            let mut pending = self.lock();
+            if pending.get(&key) == Some(&generation) {
+                pending.remove(&key);
+            }
         }
         report
     }
@@ -175,16 +186,22 @@ impl Backend for MirrorBackend {
         self.settle(key, meta, second)
     }
 
+    /// The secondary answers only for keys the primary never had: a key the secondary is
+    /// behind on (a delete that missed it) stays gone.
     async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
         match self.primary.get(key, opts).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => self.secondary.get(key, opts).await,
+            Err(e) if e.kind() == ErrorKind::NotFound && !self.is_pending(key) => {
+                self.secondary.get(key, opts).await
+            }
             other => other,
         }
     }
 
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {
         match self.primary.head(key).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => self.secondary.head(key).await,
+            Err(e) if e.kind() == ErrorKind::NotFound && !self.is_pending(key) => {
+                self.secondary.head(key).await
+            }
             other => other,
         }
     }

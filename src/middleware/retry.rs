@@ -596,6 +596,9 @@ impl Resume {
                 )
                 .with_key(self.key.as_str())
                 .with_retryable(true),
+                // Every byte is in: a failure after the last one (a reset, a stall before
+                // the connection closes) loses nothing, and no range is left to ask for.
+                Some(Err(_)) if self.next >= self.end => return None,
                 Some(Err(e)) => e,
             };
             if self.etag.is_none() || !self.backend.again(&failure, self.attempt).await {

@@ -58,8 +58,15 @@ impl Buffers {
         Vec::with_capacity(capacity)
     }
 
-    /// Wraps a filled buffer as `Bytes` that come back to the pool when last dropped.
+    /// Wraps a filled buffer as `Bytes` that come back to the pool when last dropped. A
+    /// buffer less than half full is copied out instead and returned at once, so that a
+    /// small tail (which a store may keep, as memory does) never pins a large buffer.
     pub(crate) fn freeze(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        if buf.len() * 2 < buf.capacity() {
+            let small = Bytes::copy_from_slice(&buf);
+            self.give(buf);
+            return small;
+        }
         Bytes::from_owner(Pooled {
             buf,
             pool: self.clone(),
@@ -128,10 +135,11 @@ mod tests {
         let pool = Arc::new(Buffers::new(10 << 20));
         let lease = pool.lease();
         let mut buf = pool.take(4 << 20);
+        buf.resize(3 << 20, 7);
         buf.extend_from_slice(b"part");
         let addr = buf.as_ptr();
         let bytes = pool.freeze(buf);
-        let half = bytes.slice(2..);
+        let half = bytes.slice((3 << 20) + 2..);
         drop(bytes);
         assert_eq!(pool.kept(), 0, "still referenced by a slice");
         assert_eq!(&half[..], b"rt");
@@ -151,14 +159,33 @@ mod tests {
     fn the_limit_caps_what_is_kept() {
         let pool = Arc::new(Buffers::new(6 << 20));
         let _lease = pool.lease();
-        let a = pool.freeze(pool.take(4 << 20));
-        let b = pool.freeze(pool.take(4 << 20));
+        let full = |pool: &Arc<Buffers>| {
+            let mut b = pool.take(4 << 20);
+            b.resize(4 << 20, 1);
+            pool.freeze(b)
+        };
+        let (a, b) = (full(&pool), full(&pool));
         drop((a, b));
         assert_eq!(pool.kept(), 4 << 20);
         assert_eq!(
             pool.take(8 << 20).capacity(),
             8 << 20,
             "none big enough: new"
+        );
+    }
+
+    #[test]
+    fn a_small_tail_is_copied_and_its_buffer_reused() {
+        let pool = Arc::new(Buffers::new(10 << 20));
+        let _lease = pool.lease();
+        let mut buf = pool.take(4 << 20);
+        buf.extend_from_slice(b"tail");
+        let bytes = pool.freeze(buf);
+        assert_eq!(&bytes[..], b"tail");
+        assert_eq!(
+            pool.kept(),
+            4 << 20,
+            "the buffer is back while the tail lives on"
         );
     }
 }
