@@ -225,3 +225,109 @@ async fn a_copy_across_routes_streams_and_uploads_route_by_key() {
     assert_eq!(acme.list_multipart_uploads(None).await.unwrap().len(), 1);
     store.abort_multipart("tenants/acme/up", &id).await.unwrap();
 }
+
+fn capped(page: usize) -> Arc<dyn Backend> {
+    let mut caps = MemoryBackend::new().capabilities().clone();
+    caps.max_list_page = page;
+    Arc::new(MemoryBackend::with_capabilities(caps))
+}
+
+async fn all_pages(store: &Store, prefix: &str, delimiter: bool, page: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let p = store
+            .list_page(&cloudstore::ListRequest {
+                prefix: prefix.to_string(),
+                delimiter,
+                token: token.clone(),
+                max_keys: Some(page),
+            })
+            .await
+            .unwrap();
+        names.extend(p.objects.iter().map(|m| m.key.as_str().to_string()));
+        names.extend(p.common_prefixes.iter().cloned());
+        match p.next_token {
+            Some(t) => token = Some(t),
+            None => return names,
+        }
+    }
+}
+
+#[tokio::test]
+async fn merged_listings_stay_in_order_when_a_backend_pages_short() {
+    // The route's backend returns two keys a page: its later pages must still come
+    // before the default's later keys.
+    let (default, routed) = (mem(), capped(2));
+    let store = Store::new(RouterBackend::new(default.clone()).route("r/", routed.clone()));
+    for k in ["a", "z"] {
+        store.put(k, "x").await.unwrap();
+    }
+    for k in ["r/1", "r/2", "r/3", "r/4", "r/5"] {
+        store.put(k, "x").await.unwrap();
+    }
+    // A stray key under the route on the default backend is never shown.
+    Store::from_arc(default).put("r/0", "stray").await.unwrap();
+    let want = ["a", "r/1", "r/2", "r/3", "r/4", "r/5", "z"];
+    let all: Vec<String> = store
+        .list_all(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.key.as_str().to_string())
+        .collect();
+    assert_eq!(all, want);
+    for page in [1, 2, 3, 10] {
+        assert_eq!(
+            all_pages(&store, "", false, page).await,
+            want,
+            "pages of {page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_what_was_listed_does_not_skip_what_was_not() {
+    let (store, ..) = router();
+    let mut keys = Vec::new();
+    for t in ["acme", "globex", "initech"] {
+        for i in 0..4 {
+            let k = format!("tenants/{t}/{i}");
+            store.put(&k, "x").await.unwrap();
+            keys.push(k);
+        }
+    }
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let p = store
+            .list_page(&cloudstore::ListRequest {
+                prefix: String::new(),
+                delimiter: false,
+                token: token.clone(),
+                max_keys: Some(4),
+            })
+            .await
+            .unwrap();
+        for m in &p.objects {
+            seen.push(m.key.as_str().to_string());
+            store.delete(m.key.as_str()).await.unwrap();
+        }
+        match p.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    keys.sort();
+    assert_eq!(seen, keys);
+}
+
+#[tokio::test]
+async fn a_shared_common_prefix_is_listed_once_across_pages() {
+    let (default, routed) = (mem(), mem());
+    let store = Store::new(RouterBackend::new(default).route("x/y/", routed));
+    store.put("x/y/1", "a").await.unwrap();
+    store.put("x/z", "b").await.unwrap();
+    assert_eq!(all_pages(&store, "", true, 1).await, ["x/"]);
+    assert_eq!(all_pages(&store, "x/", true, 1).await, ["x/y/", "x/z"]);
+}

@@ -138,12 +138,20 @@ async fn a_create_whose_answer_was_lost_is_recognised_by_its_checksum() {
     assert_eq!(retry.counts().verified_after_lost_answer, 1);
     assert_eq!(faults.counts().lost_answers, 1);
 
-    // Without a checksum the outcome cannot be known: the error says so.
+    // A plain put is recognised by its write id too.
     faults.with_rule(Rule::new(Op::Put, Fault::LoseAnswer));
-    let e = store.put_opts("plain", "hello", &create).await.unwrap_err();
+    store.put_opts("plain", "hello", &create).await.unwrap();
+    assert_eq!(read_all(&store, "plain").await.unwrap(), b"hello");
+    assert_eq!(retry.counts().verified_after_lost_answer, 2);
+
+    // An identical object that was already there is not taken for this write: a Create
+    // whose first attempt failed with a 500 still reports AlreadyExists.
+    let (store, faults, _, inner) = stack(quick(4, 500));
+    Store::from_arc(inner).put("lock", "owner").await.unwrap();
+    faults.with_rule(Rule::new(Op::Put, Fault::ServerError));
+    let e = store.put_opts("lock", "owner", &create).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     assert!(e.to_string().contains("answer was lost"), "{e}");
-    assert_eq!(read_all(&store, "plain").await.unwrap(), b"hello");
 
     // A Create that meets someone else's object is still refused.
     let (store, faults, _, inner) = stack(quick(4, 500));

@@ -20,5 +20,5 @@ mod router;
 #[cfg(feature = "faults")]
 pub use faults::{Chaos, Fault, FaultCounts, Faults, Rule};
 pub use mirror::{MirrorBackend, RepairReport, SecondaryFailure};
-pub use retry::{RetryBackend, RetryCounts, RetryPolicy};
+pub use retry::{RetryBackend, RetryCounts, RetryPolicy, WRITE_ID_METADATA};
 pub use router::RouterBackend;

@@ -16,7 +16,7 @@ use crate::object::{
     MultipartUploadInfo, NativeChecksum, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
     PresignedRequest, PutMode, PutOptions, UploadId,
 };
-use crate::transfer::{CHECKSUM_METADATA, Crc32c};
+use crate::transfer::CHECKSUM_METADATA;
 
 /// How [`RetryBackend`] retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,21 +125,24 @@ struct Counters {
 /// - **Conditional writes** (`Create`, `IfMatch`, conditional completion and copy): when an
 ///   attempt fails without a clear answer (a timeout, a cut connection) the write may have
 ///   happened, so the retry can meet `AlreadyExists` or `PreconditionFailed` caused by the
-///   lost attempt itself. The object is then checked: if its size and its
-///   `cloudstore-crc32c` equal those of the write, the write is reported done (counted in
-///   [`RetryCounts::verified_after_lost_answer`]); otherwise the error is returned and says
-///   that an earlier attempt may have written the object. A completion whose retry fails
-///   after a lost answer (its upload gone, its blocks already committed) is checked the
-///   same way.
+///   lost attempt itself. Each conditional write therefore carries a fresh id in its
+///   metadata ([`WRITE_ID_METADATA`]); the object found is reported as this write's only
+///   if it carries that id (counted in [`RetryCounts::verified_after_lost_answer`]),
+///   otherwise the error is returned and says an earlier attempt may have written it. A
+///   completion whose retry fails after a lost answer (its upload gone, its blocks already
+///   committed) is checked the same way. A server-side copy cannot carry an id: a copy
+///   counts as done when the destination has the source's size and CRC32C.
 /// - **Creating a multipart upload** whose answer was lost may leave an upload nobody
-///   knows of; the retry then aborts uploads of the same key started since the first
-///   attempt (where the backend can list them).
+///   knows of; the retry then aborts uploads of the same key begun while the creation was
+///   tried (where the backend lists uploads with their start times).
 #[derive(Debug, Clone)]
 pub struct RetryBackend {
     inner: Arc<dyn Backend>,
     policy: RetryPolicy,
     budget: Arc<Budget>,
     counters: Arc<Counters>,
+    /// Write ids of conditional multipart uploads, by upload id, until completion.
+    write_ids: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 /// The result of one retried request and whether attempts failed without an answer.
@@ -163,6 +166,7 @@ impl RetryBackend {
             }),
             policy,
             counters: Arc::default(),
+            write_ids: Arc::default(),
         }
     }
 
@@ -264,18 +268,19 @@ impl RetryBackend {
     }
 
     /// After a conditional write met the condition it set itself up for: whether the
-    /// object is the one this write would have made.
+    /// object is the one this write would have made, by its write id (or, for copies, its
+    /// size and CRC32C).
     async fn written_by_us(
         &self,
         key: &Key,
         size: u64,
-        crc: Option<&str>,
+        mark: Option<(&str, &str)>,
         e: Error,
     ) -> Result<ObjectMeta> {
-        let Some(crc) = crc else {
+        let Some((entry, value)) = mark else {
             return Err(lost_answer_error(
                 e,
-                "and there is no checksum to check it by",
+                "and there is nothing to recognise it by",
             ));
         };
         match self.head(key).await {
@@ -283,8 +288,8 @@ impl RetryBackend {
                 if meta.size == size
                     && meta
                         .metadata
-                        .get(CHECKSUM_METADATA)
-                        .is_some_and(|v| v.eq_ignore_ascii_case(crc)) =>
+                        .get(entry)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(value)) =>
             {
                 self.counters.verified.fetch_add(1, Ordering::Relaxed);
                 Ok(meta)
@@ -323,15 +328,19 @@ fn self_inflicted(e: &Error, mode: &PutMode) -> bool {
     }
 }
 
-fn payload_crc(data: &Payload, opts: &PutOptions) -> String {
-    if let Some(v) = opts.metadata.get(CHECKSUM_METADATA) {
-        return v.clone();
+/// The metadata entry holding the id of a conditional write (`Create`, `IfMatch`) that
+/// went through a [`RetryBackend`]: it recognises the write if its answer is lost.
+pub const WRITE_ID_METADATA: &str = "cloudstore-write-id";
+
+/// `opts` with a fresh write id when the write is conditional.
+fn with_write_id(opts: &PutOptions) -> (PutOptions, Option<String>) {
+    let mut opts = opts.clone();
+    if opts.mode == PutMode::Overwrite {
+        return (opts, None);
     }
-    let mut crc = Crc32c::new();
-    for c in data.chunks() {
-        crc.update(c);
-    }
-    crc.to_hex()
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    opts.metadata.insert(WRITE_ID_METADATA.into(), id.clone());
+    (opts, Some(id))
 }
 
 #[async_trait]
@@ -349,19 +358,18 @@ impl Backend for RetryBackend {
     }
 
     async fn put(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
+        // A conditional write carries an id of its own, to tell it from an identical
+        // object that was already there if its answer is lost.
+        let (opts, id) = with_write_id(opts);
         let out = self
             .run(Op::Put, self.policy.deadline(data.len()), || {
-                self.inner.put(key, data.clone(), opts)
+                self.inner.put(key, data.clone(), &opts)
             })
             .await;
         match out.result {
             Err(e) if out.lost_answer && self_inflicted(&e, &opts.mode) => {
-                // Only an object carrying the write's CRC32C can be recognised.
-                let crc = opts
-                    .metadata
-                    .contains_key(CHECKSUM_METADATA)
-                    .then(|| payload_crc(&data, opts));
-                self.written_by_us(key, data.len(), crc.as_deref(), e).await
+                let mark = id.as_deref().map(|v| (WRITE_ID_METADATA, v));
+                self.written_by_us(key, data.len(), mark, e).await
             }
             other => other,
         }
@@ -400,7 +408,8 @@ impl Backend for RetryBackend {
                 match self.head(from).await {
                     Ok(src) => {
                         let crc = src.metadata.get(CHECKSUM_METADATA).cloned();
-                        self.written_by_us(to, src.size, crc.as_deref(), e).await
+                        let mark = crc.as_deref().map(|c| (CHECKSUM_METADATA, c));
+                        self.written_by_us(to, src.size, mark, e).await
                     }
                     Err(_) => Err(lost_answer_error(e, "and the source cannot be read")),
                 }
@@ -411,11 +420,18 @@ impl Backend for RetryBackend {
 
     async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
         let started = std::time::SystemTime::now();
+        let (opts, id) = with_write_id(opts);
         let out = self
             .run(Op::CreateMultipart, self.policy.stall_timeout, || {
-                self.inner.create_multipart(key, opts)
+                self.inner.create_multipart(key, &opts)
             })
             .await;
+        if let (Ok(upload), Some(id)) = (&out.result, id) {
+            self.write_ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(upload.0.clone(), id);
+        }
         if out.lost_answer || out.last_unanswered {
             // Failed in the end or not, an attempt may have created an upload.
             self.abort_lost_uploads(key, out.result.as_ref().ok(), started)
@@ -446,15 +462,26 @@ impl Backend for RetryBackend {
         mode: &PutMode,
         extra_metadata: &Metadata,
     ) -> Result<ObjectMeta> {
+        // The write id given at creation (where metadata is fixed then), or one added now.
+        let mut extra = extra_metadata.clone();
+        let known = self
+            .write_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&upload.0);
+        let id = match known {
+            Some(id) => Some(id),
+            None if *mode != PutMode::Overwrite && self.inner.capabilities().complete_metadata => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                extra.insert(WRITE_ID_METADATA.into(), id.clone());
+                Some(id)
+            }
+            None => None,
+        };
         let out = self
             .run(Op::CompleteMultipart, None, || {
-                self.inner.complete_multipart_with_metadata(
-                    key,
-                    upload,
-                    parts,
-                    mode,
-                    extra_metadata,
-                )
+                self.inner
+                    .complete_multipart_with_metadata(key, upload, parts, mode, &extra)
             })
             .await;
         match out.result {
@@ -464,7 +491,14 @@ impl Backend for RetryBackend {
             Err(e) if out.lost_answer => {
                 let size = parts.iter().map(|p| p.size).sum();
                 let crc = extra_metadata.get(CHECKSUM_METADATA).cloned();
-                self.written_by_us(key, size, crc.as_deref(), e).await
+                let mark = match (&id, &crc) {
+                    (Some(id), _) => Some((WRITE_ID_METADATA, id.as_str())),
+                    (None, Some(c)) if *mode == PutMode::Overwrite => {
+                        Some((CHECKSUM_METADATA, c.as_str()))
+                    }
+                    _ => None,
+                };
+                self.written_by_us(key, size, mark, e).await
             }
             other => other,
         }
@@ -517,12 +551,18 @@ impl RetryBackend {
         if !self.inner.capabilities().multipart_listing {
             return;
         }
-        let since = since - Duration::from_secs(5);
+        // Only uploads begun while this creation was being tried (a second of clock skew
+        // either way): another writer's upload of the same key begun in that window would
+        // be aborted too, and fail with a typed error, never lose data.
+        let (since, until) = (
+            since - Duration::from_secs(1),
+            std::time::SystemTime::now() + Duration::from_secs(1),
+        );
         let Ok(uploads) = self.list_multipart_uploads(key.as_str()).await else {
             return;
         };
         for u in uploads {
-            let recent = u.initiated.is_none_or(|t| t >= since);
+            let recent = u.initiated.is_some_and(|t| t >= since && t <= until);
             if u.key == *key && Some(&u.upload_id) != keep && recent {
                 tracing::debug!(key = %key, "aborting an upload whose creation answer was lost");
                 let _ = self.abort_multipart(key, &u.upload_id).await;

@@ -27,12 +27,27 @@ pub struct RouterBackend {
     default: Arc<dyn Backend>,
 }
 
-/// Where a listing stands on each backend: the token of the page being consumed and how
-/// many entries of it were already returned.
+/// Where a listing stands: the last name returned, and on each backend the token of the
+/// page being read (read again and filtered past that name).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ListState {
+    last: Option<String>,
+    cursors: Vec<Cursor>,
+}
+
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Cursor {
     token: Option<String>,
-    skip: usize,
+    done: bool,
+}
+
+/// One backend's part of a listing call.
+struct Feed {
+    token: Option<String>,
+    entries: Vec<Entry>,
+    pos: usize,
+    next: Option<String>,
+    fetched: bool,
     done: bool,
 }
 
@@ -72,6 +87,56 @@ impl RouterBackend {
             self.routes.iter().map(|(p, b)| (p.as_str(), b)).collect();
         v.push(("", &self.default));
         v
+    }
+
+    /// One page of `backend`'s part of the listing `req`, sorted by name, and the token of
+    /// the next page.
+    async fn page(
+        &self,
+        route: &str,
+        backend: &Arc<dyn Backend>,
+        req: &ListRequest,
+        token: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, Option<String>)> {
+        let rest = route.strip_prefix(req.prefix.as_str()).unwrap_or("");
+        if req.delimiter && rest.contains('/') {
+            // The whole route lies below one common prefix of this listing.
+            let cp = format!("{}{}/", req.prefix, rest.split('/').next().unwrap_or(""));
+            let probe = ListRequest {
+                prefix: route.to_string(),
+                max_keys: Some(1),
+                ..Default::default()
+            };
+            let any = !backend.list(&probe).await?.objects.is_empty();
+            return Ok((
+                if any {
+                    vec![Entry::Prefix(cp)]
+                } else {
+                    Vec::new()
+                },
+                None,
+            ));
+        }
+        let narrowed = ListRequest {
+            prefix: if route.len() > req.prefix.len() {
+                route.to_string()
+            } else {
+                req.prefix.clone()
+            },
+            delimiter: req.delimiter,
+            token,
+            max_keys: Some(limit),
+        };
+        let page = backend.list(&narrowed).await?;
+        let mut entries: Vec<Entry> = page
+            .objects
+            .into_iter()
+            .map(Entry::Object)
+            .chain(page.common_prefixes.into_iter().map(Entry::Prefix))
+            .collect();
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok((entries, page.next_token))
     }
 
     /// Whether an entry listed on the backend of route `prefix` is that backend's to show.
@@ -124,132 +189,118 @@ impl Backend for RouterBackend {
 
     async fn list(&self, req: &ListRequest) -> Result<ListPage> {
         let backends = self.all();
-        let mut cursors: Vec<Cursor> = match &req.token {
-            None => vec![Cursor::default(); backends.len()],
+        let bad_token =
+            || Error::invalid_input(Op::List, "router", "not a listing token of this router");
+        let state: ListState = match &req.token {
+            None => ListState {
+                last: None,
+                cursors: vec![Cursor::default(); backends.len()],
+            },
             Some(t) => serde_json::from_str(t)
                 .ok()
-                .filter(|c: &Vec<Cursor>| c.len() == backends.len())
-                .ok_or_else(|| {
-                    Error::invalid_input(Op::List, "router", "not a listing token of this router")
-                })?,
+                .filter(|s: &ListState| s.cursors.len() == backends.len())
+                .ok_or_else(bad_token)?,
         };
         let limit = req.max_keys.unwrap_or(1000).max(1);
-        // One page from every backend that can hold keys under the prefix.
-        let mut pages: Vec<Vec<Entry>> = Vec::with_capacity(backends.len());
-        let mut next_tokens: Vec<Option<String>> = Vec::with_capacity(backends.len());
-        for (i, (route, backend)) in backends.iter().enumerate() {
-            let c = &cursors[i];
+        let mut last = state.last;
+        let mut feeds: Vec<Feed> = Vec::with_capacity(backends.len());
+        for (i, (route, _)) in backends.iter().enumerate() {
+            let c = &state.cursors[i];
             let overlaps = route.starts_with(&req.prefix) || req.prefix.starts_with(route);
-            if c.done || !overlaps {
-                cursors[i].done = true;
-                pages.push(Vec::new());
-                next_tokens.push(None);
-                continue;
-            }
-            let rest = route.strip_prefix(req.prefix.as_str()).unwrap_or("");
-            if req.delimiter && rest.contains('/') {
-                // The whole route lies below one common prefix of this listing.
-                let cp = format!("{}{}/", req.prefix, rest.split('/').next().unwrap_or(""));
-                let probe = ListRequest {
-                    prefix: route.to_string(),
-                    max_keys: Some(1),
-                    ..Default::default()
-                };
-                let any = backend
-                    .list(&probe)
-                    .await?
-                    .objects
-                    .into_iter()
-                    .next()
-                    .is_some();
-                pages.push(if any {
-                    vec![Entry::Prefix(cp)]
-                } else {
-                    Vec::new()
-                });
-                next_tokens.push(None);
-                continue;
-            }
-            let narrowed = ListRequest {
-                prefix: if route.len() > req.prefix.len() {
-                    route.to_string()
-                } else {
-                    req.prefix.clone()
-                },
-                delimiter: req.delimiter,
+            feeds.push(Feed {
                 token: c.token.clone(),
-                max_keys: Some(limit + c.skip),
-            };
-            let page = backend.list(&narrowed).await?;
-            let mut entries: Vec<Entry> = page
-                .objects
-                .into_iter()
-                .map(Entry::Object)
-                .chain(page.common_prefixes.into_iter().map(Entry::Prefix))
-                .collect();
-            entries.sort_by(|a, b| a.name().cmp(b.name()));
-            // Skip what an earlier page of this listing already returned.
-            let entries: Vec<Entry> = entries.into_iter().skip(c.skip).collect();
-            pages.push(entries);
-            next_tokens.push(page.next_token);
+                entries: Vec::new(),
+                pos: 0,
+                next: None,
+                // Not fetched yet: the page at `token` comes first.
+                fetched: false,
+                done: c.done || !overlaps,
+            });
         }
-        // Merge in key order, dropping entries other routes own and repeated prefixes.
-        let mut positions = vec![0usize; pages.len()];
         let mut out = ListPage::default();
-        let mut last: Option<String> = None;
         let mut emitted = 0usize;
         loop {
+            // Every live feed holds its next entry, or has been read to its end, before
+            // anything is emitted: no later page of one backend can hold a smaller name.
+            for (i, f) in feeds.iter_mut().enumerate() {
+                while !f.done && f.pos >= f.entries.len() {
+                    if f.fetched {
+                        match f.next.take() {
+                            Some(t) => f.token = Some(t),
+                            None => {
+                                f.done = true;
+                                break;
+                            }
+                        }
+                    }
+                    let (route, backend) = backends[i];
+                    let (entries, next) = self
+                        .page(route, backend, req, f.token.clone(), limit)
+                        .await?;
+                    f.fetched = true;
+                    // Names already returned by earlier pages (or listed again after a
+                    // change) are passed over by name, never by count.
+                    f.entries = entries
+                        .into_iter()
+                        .filter(|e| last.as_deref().is_none_or(|l| e.name() > l))
+                        .collect();
+                    f.pos = 0;
+                    f.next = next;
+                    if f.entries.is_empty() && f.next.is_none() {
+                        f.done = true;
+                    }
+                }
+            }
             if emitted >= limit {
                 break;
             }
-            let pick = (0..pages.len())
-                .filter(|&i| positions[i] < pages[i].len())
+            let pick = (0..feeds.len())
+                .filter(|&i| !feeds[i].done && feeds[i].pos < feeds[i].entries.len())
                 .min_by(|&a, &b| {
-                    pages[a][positions[a]]
+                    feeds[a].entries[feeds[a].pos]
                         .name()
-                        .cmp(pages[b][positions[b]].name())
+                        .cmp(feeds[b].entries[feeds[b].pos].name())
                 });
             let Some(i) = pick else { break };
-            let entry = &pages[i][positions[i]];
-            positions[i] += 1;
-            let name = entry.name().to_string();
-            let owned = match entry {
-                Entry::Object(_) => self.owns(backends[i].0, &name),
-                Entry::Prefix(_) => true,
-            };
-            if !owned || last.as_deref() == Some(name.as_str()) {
-                continue;
-            }
-            match entry {
-                Entry::Object(m) => out.objects.push(m.clone()),
-                Entry::Prefix(p) => out.common_prefixes.push(p.clone()),
+            let name = feeds[i].entries[feeds[i].pos].name().to_string();
+            // Every feed's entries of this name go together (a common prefix several
+            // backends share is one entry).
+            let mut chosen: Option<Entry> = None;
+            for (j, f) in feeds.iter_mut().enumerate() {
+                while f.pos < f.entries.len() && f.entries[f.pos].name() == name {
+                    let e = std::mem::replace(&mut f.entries[f.pos], Entry::Prefix(String::new()));
+                    f.pos += 1;
+                    let keep = match &e {
+                        Entry::Object(_) => self.owns(backends[j].0, &name),
+                        Entry::Prefix(_) => true,
+                    };
+                    if keep && chosen.is_none() {
+                        chosen = Some(e);
+                    }
+                }
             }
             last = Some(name);
+            match chosen {
+                Some(Entry::Object(m)) => out.objects.push(m),
+                Some(Entry::Prefix(p)) => out.common_prefixes.push(p),
+                None => continue,
+            }
             emitted += 1;
         }
-        // Where each backend stands now.
-        let mut more = false;
-        for i in 0..pages.len() {
-            if cursors[i].done {
-                continue;
-            }
-            if positions[i] < pages[i].len() {
-                // Part of this page is still to come: fetch it again, skipping more.
-                cursors[i].skip += positions[i];
-                more = true;
-            } else if let Some(t) = next_tokens[i].take() {
-                cursors[i] = Cursor {
-                    token: Some(t),
-                    skip: 0,
-                    done: false,
-                };
-                more = true;
-            } else {
-                cursors[i].done = true;
-            }
-        }
-        if more {
-            out.next_token = Some(serde_json::to_string(&cursors).map_err(|e| {
+        let live = feeds.iter().any(|f| !f.done);
+        if live {
+            let state = ListState {
+                last,
+                cursors: feeds
+                    .iter()
+                    .map(|f| Cursor {
+                        // The page being read is read again, past `last`.
+                        token: f.token.clone(),
+                        done: f.done,
+                    })
+                    .collect(),
+            };
+            out.next_token = Some(serde_json::to_string(&state).map_err(|e| {
                 Error::new(crate::ErrorKind::Other, Op::List, "router", e.to_string())
             })?);
         }
