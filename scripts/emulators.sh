@@ -496,6 +496,13 @@ cmd_start() {
     install_all
 
     local name failed=() started=()
+    # An emulator that is not running starts from empty storage: tests never rely on what
+    # an earlier run left, and repeated runs would otherwise fill the disk.
+    for name in "${EMULATORS[@]}"; do
+        if ! running_pid "$name" >/dev/null; then
+            rm -rf "${DATA_DIR:?}/$name"
+        fi
+    done
     # Launch everything first, then wait: the three start up in parallel (Azurite is slowest).
     for name in "${EMULATORS[@]}"; do
         if running_pid "$name" >/dev/null; then
