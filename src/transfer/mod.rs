@@ -157,21 +157,31 @@ impl Shared {
     ) -> impl Future<Output = crate::Result<tokio::sync::OwnedSemaphorePermit>> + Send + 'static
     {
         let total = self.config.global_memory.div_ceil(upload::UNIT).max(1);
-        let wanted = self
-            .memory
-            .clone()
-            .acquire_many_owned(upload::units(bytes, total));
-        let backend = backend.to_owned();
-        async move {
-            wanted.await.map_err(|_| {
-                crate::Error::new(
-                    crate::ErrorKind::Other,
-                    crate::Op::PutPart,
-                    backend,
-                    "the memory budget was closed",
-                )
-            })
-        }
+        reserve_in(&self.memory, bytes, total, backend)
+    }
+}
+
+/// Waits until `bytes` fit the budget `memory` (of `total` KiB units; a request larger than
+/// the whole budget takes all of it) and holds them until the permit drops.
+pub(crate) fn reserve_in(
+    memory: &Arc<Semaphore>,
+    bytes: u64,
+    total: u64,
+    backend: &str,
+) -> impl Future<Output = crate::Result<tokio::sync::OwnedSemaphorePermit>> + Send + 'static {
+    let wanted = memory
+        .clone()
+        .acquire_many_owned(upload::units(bytes, total));
+    let backend = backend.to_owned();
+    async move {
+        wanted.await.map_err(|_| {
+            crate::Error::new(
+                crate::ErrorKind::Other,
+                crate::Op::PutPart,
+                backend,
+                "the memory budget was closed",
+            )
+        })
     }
 }
 

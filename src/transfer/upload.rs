@@ -113,25 +113,11 @@ impl Engine {
     /// spent (back-pressure).
     async fn reserve(&mut self) -> Result<()> {
         let target = self.sizer().size_of(self.next_part);
-        let global = self
-            .store
-            .transfer()
-            .reserve(target, self.store.backend_name())
-            .await?;
-        let closed = |_| {
-            Error::new(
-                ErrorKind::Other,
-                Op::PutPart,
-                self.store.backend_name(),
-                "the memory budget was closed",
-            )
-        };
-        let local = self
-            .local
-            .clone()
-            .acquire_many_owned(units(target, self.local_units))
-            .await
-            .map_err(closed)?;
+        // The upload's own budget first: an upload waiting on its parts in flight holds
+        // nothing of the budget other uploads share.
+        let backend = self.store.backend_name();
+        let local = super::reserve_in(&self.local, target, self.local_units, backend).await?;
+        let global = self.store.transfer().reserve(target, backend).await?;
         self.current_target = target;
         self.reservation = Some(Reservation {
             _global: global,
