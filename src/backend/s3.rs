@@ -304,22 +304,7 @@ impl S3Backend {
             }
             other => other?,
         };
-        // S3 may answer 200 and put the failure in the body.
-        let text = String::from_utf8_lossy(&body);
-        if text.contains("<Error>") {
-            let (kind, retryable) = super::http_status::kind_for_status(200, &text);
-            return Err(Error::new(
-                kind,
-                op,
-                NAME,
-                format!(
-                    "completion failed{}",
-                    super::http_status::provider_code(&text)
-                ),
-            )
-            .with_key(key.as_str())
-            .with_retryable(retryable || kind == ErrorKind::Other));
-        }
+        error_in_200(op, key, &body, "completion failed")?;
         self.core.head(key).await
     }
 }
@@ -357,11 +342,8 @@ impl S3Backend {
         let completed = match done {
             Ok(mut parts) => {
                 parts.sort_by_key(|p| p.number);
-                let put_mode = match mode {
-                    CopyMode::Create => PutMode::Create,
-                    _ => PutMode::Overwrite,
-                };
-                self.complete_signed(to, &id, &parts, &put_mode).await
+                self.complete_signed(to, &id, &parts, &mode.as_put_mode())
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -426,21 +408,8 @@ impl S3Backend {
             req = req.header(name, value);
         }
         let (_, body) = send_signed(NAME, op, to.as_str(), req).await?;
+        error_in_200(op, to, &body, "part copy failed")?;
         let text = String::from_utf8_lossy(&body);
-        if text.contains("<Error>") {
-            let (kind, retryable) = super::http_status::kind_for_status(200, &text);
-            return Err(Error::new(
-                kind,
-                op,
-                NAME,
-                format!(
-                    "part copy failed{}",
-                    super::http_status::provider_code(&text)
-                ),
-            )
-            .with_key(to.as_str())
-            .with_retryable(retryable || kind == ErrorKind::Other));
-        }
         let result: CopyPartResultXml = quick_xml::de::from_str(&text).map_err(|e| {
             Error::new(
                 ErrorKind::Other,
@@ -466,6 +435,24 @@ impl S3Backend {
             size: range.end - range.start,
         })
     }
+}
+
+/// S3 may answer CompleteMultipartUpload and UploadPartCopy with a 200 whose body is an
+/// error document: that is a failure (retryable unless its code says otherwise).
+fn error_in_200(op: Op, key: &Key, body: &[u8], what: &str) -> Result<()> {
+    let text = String::from_utf8_lossy(body);
+    if !text.contains("<Error>") {
+        return Ok(());
+    }
+    let (kind, retryable) = super::http_status::kind_for_status(200, &text);
+    Err(Error::new(
+        kind,
+        op,
+        NAME,
+        format!("{what}{}", super::http_status::provider_code(&text)),
+    )
+    .with_key(key.as_str())
+    .with_retryable(retryable || kind == ErrorKind::Other))
 }
 
 #[derive(serde::Deserialize)]

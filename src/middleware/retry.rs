@@ -396,11 +396,7 @@ impl Backend for RetryBackend {
         let out = self
             .run(Op::Copy, None, || self.inner.copy(from, to, mode.clone()))
             .await;
-        let put_mode = match &mode {
-            CopyMode::Overwrite => PutMode::Overwrite,
-            CopyMode::Create => PutMode::Create,
-            CopyMode::IfMatch(t) => PutMode::IfMatch(t.clone()),
-        };
+        let put_mode = mode.as_put_mode();
         match out.result {
             Err(e) if out.lost_answer && self_inflicted(&e, &put_mode) => {
                 // A copy keeps the source's metadata: the destination is the copy when

@@ -312,13 +312,8 @@ impl Backend for RouterBackend {
         if Arc::ptr_eq(a, b) {
             return a.copy(from, to, mode).await;
         }
-        let put_mode = match mode {
-            CopyMode::Overwrite => PutMode::Overwrite,
-            CopyMode::Create => PutMode::Create,
-            CopyMode::IfMatch(t) => PutMode::IfMatch(t),
-        };
         let opts = crate::migrate::CopyOptions {
-            mode: put_mode,
+            mode: mode.as_put_mode(),
             progress: None,
         };
         let (src, dst) = (Store::from_arc(a.clone()), Store::from_arc(b.clone()));
