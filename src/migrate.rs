@@ -21,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::error::{Error, Op, Result};
 use crate::object::{ObjectMeta, PutMode, PutOptions};
 use crate::store::Store;
-use crate::transfer::{CHECKSUM_METADATA, Crc32c, ProgressFn};
+use crate::transfer::{Crc32c, ProgressFn, declared};
 
 /// The metadata entry a streamed copy adds: the ETag of the source version it copied.
 pub const SOURCE_ETAG_METADATA: &str = "cloudstore-source-etag";
@@ -80,8 +80,10 @@ pub async fn copy(
     let same_backend = Arc::ptr_eq(src.backend(), dst.backend());
     if same_backend && !matches!(opts.mode, PutMode::IfMatch(_)) {
         let from = src.full_key(Op::Copy, src_key)?;
-        let size = src.backend().head(&from).await?.size;
-        if size <= server_copy_limit(src.backend_name()) {
+        // The size matters only where the service copies a bounded size.
+        let limit = server_copy_limit(src.backend_name());
+        let fits = limit == u64::MAX || src.backend().head(&from).await?.size <= limit;
+        if fits {
             let to = dst.full_key(Op::Copy, dst_key)?;
             let mode = match opts.mode {
                 PutMode::Create => crate::object::CopyMode::Create,
@@ -330,8 +332,7 @@ async fn in_place(src: &Store, dst: &Store, key: &str) -> Result<bool> {
     if s.size != d.size {
         return Ok(false);
     }
-    let crc = |m: &ObjectMeta| m.metadata.get(CHECKSUM_METADATA).map(|v| v.to_lowercase());
-    if let (Some(a), Some(b)) = (crc(&s), crc(&d)) {
+    if let (Some(a), Some(b)) = (declared(&s), declared(&d)) {
         return Ok(a == b);
     }
     Ok(s.etag.is_some() && d.metadata.get(SOURCE_ETAG_METADATA) == s.etag.as_ref())

@@ -502,22 +502,10 @@ async fn cat(ctx: &Ctx, url: &str) -> Out {
 /// The CRC32C of a local file, in one pass.
 async fn file_crc(path: &Path) -> Result<Crc32c, Failure> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<Crc32c> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&path)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut crc = Crc32c::new();
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok(crc);
-            }
-            crc.update(&buf[..n]);
-        }
-    })
-    .await
-    .map_err(|e| fail(1, e.to_string(), None))?
-    .map_err(|e| fail(1, format!("reading the local file failed: {e}"), None))
+    tokio::task::spawn_blocking(move || Crc32c::from_reader(std::fs::File::open(&path)?))
+        .await
+        .map_err(|e| fail(1, e.to_string(), None))?
+        .map_err(|e| fail(1, format!("reading the local file failed: {e}"), None))
 }
 
 fn declared_crc(m: &ObjectMeta) -> Option<String> {

@@ -42,6 +42,20 @@ impl Crc32c {
         self.len += data.len() as u64;
     }
 
+    /// The CRC of everything `reader` yields (read in 1 MiB steps; blocking).
+    pub fn from_reader(mut reader: impl std::io::Read) -> std::io::Result<Crc32c> {
+        let mut crc = Crc32c::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(crc),
+                Ok(n) => crc.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// The CRC of this data followed by `next`'s.
     pub fn combine(self, next: Crc32c) -> Crc32c {
         if self.len == 0 {
@@ -199,5 +213,15 @@ mod tests {
         b.update(b"6789");
         assert_eq!(a.combine(b), c);
         assert_eq!(c.to_hex(), "e3069283");
+    }
+
+    #[test]
+    fn a_reader_longer_than_one_step_gives_the_same_crc() {
+        let data: Vec<u8> = (0..(3 << 20) + 5).map(|i| (i % 253) as u8).collect();
+        let mut whole = Crc32c::new();
+        whole.update(&data);
+        let read = Crc32c::from_reader(&data[..]).unwrap();
+        assert_eq!(read, whole);
+        assert_eq!(read.len(), data.len() as u64);
     }
 }

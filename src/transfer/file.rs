@@ -202,18 +202,11 @@ impl Source {
         let file = self.file.clone();
         let path = self.path.display().to_string();
         tokio::task::spawn_blocking(move || -> io::Result<Crc32c> {
-            use std::os::unix::fs::FileExt;
-            let mut crc = Crc32c::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut offset = 0u64;
-            loop {
-                let n = file.read_at(&mut buf, offset)?;
-                if n == 0 {
-                    return Ok(crc);
-                }
-                crc.update(&buf[..n]);
-                offset += n as u64;
-            }
+            use std::io::{Seek, SeekFrom};
+            // Parts are read positionally, so moving the shared cursor disturbs nothing.
+            let mut f: &std::fs::File = &file;
+            f.seek(SeekFrom::Start(0))?;
+            Crc32c::from_reader(f)
         })
         .await
         .map_err(io::Error::other)

@@ -52,6 +52,7 @@ mod file;
 mod pool;
 mod upload;
 
+pub(crate) use checksum::declared;
 pub use checksum::{CHECKSUM_METADATA, Crc32c};
 pub use download::ObjectReader;
 pub use file::{Checkpoint, DonePart, FileUploadOptions};
