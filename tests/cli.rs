@@ -5,6 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::unique;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cloudstore");
 
 fn run(args: &[&str]) -> Output {
@@ -26,11 +29,7 @@ fn json(o: &Output) -> serde_json::Value {
 fn bucket_url(scope: &str) -> String {
     let bucket = std::env::var("CLOUDSTORE_TEST_S3_BUCKET")
         .expect("CLOUDSTORE_TEST_S3_BUCKET is not set: run scripts/test.sh");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("s3://{bucket}/cli/{scope}-{nanos:x}-{}", std::process::id())
+    format!("s3://{bucket}/{}", unique(&format!("cli/{scope}")))
 }
 
 #[test]

@@ -10,13 +10,9 @@ use cloudstore::transfer::{CHECKSUM_METADATA, Checkpoint, FileUploadOptions};
 use cloudstore::{ErrorKind, PutOptions, Store, StoreOptions, TransferConfig};
 
 mod common;
-use common::{crc_hex, data, eventually_no_uploads_left, hook, no_uploads_left};
+use common::{crc_hex, data, env, eventually_no_uploads_left, hook, no_uploads_left, unique};
 
 const PART: u64 = 5 * 1024 * 1024;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
-}
 
 fn config() -> TransferConfig {
     TransferConfig {
@@ -30,7 +26,7 @@ fn config() -> TransferConfig {
 
 /// Each emulator's store, scoped to a fresh prefix.
 fn clouds() -> Vec<Store> {
-    let scope = format!("cloud-tests/transfer-{}", uuid_like());
+    let scope = unique("cloud-tests/transfer");
     [
         format!("s3://{}/{scope}", env("CLOUDSTORE_TEST_S3_BUCKET")),
         format!("az://{}/{scope}", env("CLOUDSTORE_TEST_AZURE_CONTAINER")),
@@ -43,14 +39,6 @@ fn clouds() -> Vec<Store> {
             .with_transfer_config(config())
     })
     .collect()
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:x}-{}", std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,18 +4,17 @@
 //!
 //! `CLOUDSTORE_LOAD_OBJECTS` changes the count (default 10,000).
 
+mod common;
+
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use cloudstore::{Store, StoreOptions};
+use common::{env, unique};
 
 const IN_FLIGHT: usize = 64;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
-}
 
 fn count() -> usize {
     std::env::var("CLOUDSTORE_LOAD_OBJECTS")
@@ -32,14 +31,6 @@ fn key(i: usize) -> String {
 fn body(i: usize) -> Bytes {
     let line = format!("object {i};");
     Bytes::from(line.repeat(1 + i % 2000 / line.len()))
-}
-
-fn scope() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("load/{nanos:x}-{}", std::process::id())
 }
 
 async fn load(name: &str, store: Store) {
@@ -116,7 +107,11 @@ async fn ten_thousand_small_objects_on_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_small_objects_on_seaweedfs() {
-    let url = format!("s3://{}/{}", env("CLOUDSTORE_TEST_S3_BUCKET"), scope());
+    let url = format!(
+        "s3://{}/{}",
+        env("CLOUDSTORE_TEST_S3_BUCKET"),
+        unique("load/run")
+    );
     load(
         "SeaweedFS",
         Store::from_url(&url, &StoreOptions::new()).unwrap(),
@@ -129,7 +124,7 @@ async fn ten_thousand_small_objects_on_azurite() {
     let url = format!(
         "az://{}/{}",
         env("CLOUDSTORE_TEST_AZURE_CONTAINER"),
-        scope()
+        unique("load/run")
     );
     load(
         "Azurite",

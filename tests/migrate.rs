@@ -14,7 +14,7 @@ use cloudstore::{
 };
 use tokio::io::AsyncWriteExt;
 
-use common::{crc_hex, data};
+use common::{crc_hex, data, env, unique};
 
 fn small_parts() -> TransferConfig {
     TransferConfig {
@@ -236,16 +236,8 @@ async fn a_cancelled_sync_resumes_without_copying_again() {
     assert!(check.failed.is_empty());
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
-}
-
 fn scope(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("migrate/{label}-{nanos:x}-{}", std::process::id())
+    unique(&format!("migrate/{label}"))
 }
 
 /// 1,000 objects from SeaweedFS to `dst_url`; the first run fails its writes after 400

@@ -17,10 +17,7 @@ use cloudstore::{AzureBackend, Backend, S3Backend, Store, StoreOptions};
 
 use common::proxy::FaultProxy;
 use common::schedules::{Rig, Tally, schedule, schedule_config, seed_range};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
-}
+use common::{env, unique};
 
 fn socket_of(url: &str) -> SocketAddr {
     let u = url::Url::parse(url).unwrap();
@@ -40,14 +37,6 @@ fn policy() -> RetryPolicy {
         stall_timeout: Some(Duration::from_secs(1)),
         slowest_rate: 64 << 20,
     }
-}
-
-fn scope() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("proxy-faults/{nanos:x}-{}", std::process::id())
 }
 
 fn rig(name: &str, through_proxy: Arc<dyn Backend>, direct: Store, scope: &str) -> Rig {
@@ -103,7 +92,7 @@ async fn seeweedfs_through_a_faulty_network() {
     run(
         "SeaweedFS via proxy",
         &proxy,
-        rig("SeaweedFS", through, direct, &scope()),
+        rig("SeaweedFS", through, direct, &unique("proxy-faults/run")),
     )
     .await;
 }
@@ -125,7 +114,7 @@ async fn azurite_through_a_faulty_network() {
     run(
         "Azurite via proxy",
         &proxy,
-        rig("Azurite", through, direct, &scope()),
+        rig("Azurite", through, direct, &unique("proxy-faults/run")),
     )
     .await;
 }

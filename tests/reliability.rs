@@ -19,7 +19,7 @@ use futures::TryStreamExt;
 use tokio::io::AsyncWriteExt;
 
 use common::data;
-use common::schedules::{Rig, Tally, schedule, schedule_config, seed_range};
+use common::schedules::{Rig, Tally, read_all, schedule, schedule_config, seed_range};
 
 fn quick(attempts: u32, budget: u32) -> RetryPolicy {
     RetryPolicy {
@@ -38,16 +38,6 @@ fn stack(policy: RetryPolicy) -> (Store, Faults, RetryBackend, Arc<dyn Backend>)
     let faults = Faults::new(inner.clone());
     let retry = RetryBackend::new(Arc::new(faults.clone()), policy);
     (Store::new(retry.clone()), faults, retry, inner)
-}
-
-async fn read_all(store: &Store, key: &str) -> cloudstore::Result<Vec<u8>> {
-    let chunks: Vec<Bytes> = store
-        .get(key)
-        .await?
-        .into_checked_stream()
-        .try_collect()
-        .await?;
-    Ok(chunks.concat())
 }
 
 #[tokio::test]

@@ -190,6 +190,20 @@ pub fn hook(store: &Store, cfg: TransferConfig) -> (Store, Arc<Hooks>) {
     (scoped, hooks)
 }
 
+/// An emulator setting `scripts/test.sh` exports.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/test.sh"))
+}
+
+/// `prefix` made unique to this moment and process, to scope a test's keys.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{nanos:x}-{}", std::process::id())
+}
+
 /// Deterministic test data.
 pub fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

@@ -102,7 +102,8 @@ fn io_to_error(e: std::io::Error) -> cloudstore::Error {
     }
 }
 
-async fn read_all(store: &Store, key: &str) -> cloudstore::Result<Vec<u8>> {
+/// The whole object, length-checked.
+pub async fn read_all(store: &Store, key: &str) -> cloudstore::Result<Vec<u8>> {
     let chunks: Vec<Bytes> = store
         .get(key)
         .await?
