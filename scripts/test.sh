@@ -3,7 +3,7 @@
 # every backend), doctests, and the benches' and examples' builds.
 #
 # The cloud backends are tested against emulators this script installs (first run: about
-# 20 s, cached under ~/.cache/cloudstore-emulators) and starts on 127.0.0.1. If one cannot
+# a minute, cached under ~/.cache/cloudstore-emulators) and starts on 127.0.0.1. If one cannot
 # start, the script fails: no cloud test passes by skipping. The emulators are stopped on
 # exit, whether the tests pass or not.
 set -euo pipefail

@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attributes;
 pub mod backend;
 pub mod config;
 #[cfg(feature = "conformance")]

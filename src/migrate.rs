@@ -24,7 +24,7 @@ use crate::store::Store;
 use crate::transfer::{Crc32c, ProgressFn, declared};
 
 /// The metadata entry a streamed copy adds: the ETag of the source version it copied.
-pub const SOURCE_ETAG_METADATA: &str = "cloudstore-source-etag";
+pub const SOURCE_ETAG_METADATA: &str = crate::attributes::SOURCE_ETAG_RECORD;
 
 /// Options of [`copy`].
 #[derive(Clone, Default)]
@@ -119,7 +119,9 @@ async fn streamed(
         put.metadata
             .insert(SOURCE_ETAG_METADATA.into(), etag.clone());
     }
-    let mut up = dst.writer(dst_key, &put)?.with_size_hint(source.size);
+    let mut up = dst
+        .writer_for_copy(dst_key, &put)?
+        .with_size_hint(source.size);
     if let Some(p) = &opts.progress {
         up = up.with_progress(p.clone());
     }
@@ -335,5 +337,5 @@ async fn in_place(src: &Store, dst: &Store, key: &str) -> Result<bool> {
     if let (Some(a), Some(b)) = (declared(&s), declared(&d)) {
         return Ok(a == b);
     }
-    Ok(s.etag.is_some() && d.metadata.get(SOURCE_ETAG_METADATA) == s.etag.as_ref())
+    Ok(s.etag.is_some() && d.source_etag == s.etag)
 }

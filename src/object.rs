@@ -32,8 +32,16 @@ pub struct ObjectMeta {
     /// The content type given when the object was written.
     pub content_type: Option<String>,
     /// User metadata given when the object was written. Listings may leave it empty;
-    /// [`Store::head`](crate::Store::head) returns it.
+    /// [`Store::head`](crate::Store::head) returns it. Through a [`Store`](crate::Store)
+    /// it never holds the library's own records (names starting with
+    /// [`RESERVED_PREFIX`](crate::attributes::RESERVED_PREFIX)); a [`Backend`](crate::Backend)
+    /// returns them here as they are on the wire.
     pub metadata: Metadata,
+    /// The CRC32C of the object's bytes, where the library recorded it when it wrote the
+    /// object (the transfer engine does for every upload where the backend can store it).
+    pub crc32c: Option<u32>,
+    /// The ETag of the source object a [`migrate`](crate::migrate) copy came from.
+    pub source_etag: Option<String>,
 }
 
 /// How a write treats an object that may already exist.

@@ -202,8 +202,11 @@ impl Store {
         }
     }
 
+    /// A backend's answer as users get it: the key relative to the prefix, and the
+    /// library's records moved out of the user metadata into their typed fields.
     pub(crate) fn relative_meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
         meta.key = self.relative(meta.key);
+        crate::attributes::split_records(&mut meta);
         meta
     }
 
@@ -213,14 +216,29 @@ impl Store {
         Ok(format!("{}{}", self.prefix, p))
     }
 
-    fn check_attributes(&self, op: Op, key: &str, opts: &PutOptions) -> Result<()> {
+    /// Checks a user's write options: the [attribute contract](crate::attributes), then
+    /// what the backend can store.
+    pub(crate) fn check_put(&self, op: Op, key: &Key, opts: &PutOptions) -> Result<()> {
+        crate::attributes::check_put_options(op, self.backend.name(), key.as_str(), opts)?;
+        self.check_capabilities(op, key, opts)
+    }
+
+    /// Refuses attributes the backend cannot store (for writes whose attributes come from
+    /// another store, which need not follow the contract).
+    pub(crate) fn check_capabilities(&self, op: Op, key: &Key, opts: &PutOptions) -> Result<()> {
         crate::backend::checks::check_attributes(
             self.backend.name(),
             op,
-            &Key::new(key).map_err(|e| e.with_op(op))?,
+            key,
             self.capabilities(),
             opts,
         )
+    }
+
+    /// Refuses a condition whose ETag breaks the contract.
+    fn check_mode(&self, op: Op, key: &str, mode: &PutMode) -> Result<()> {
+        crate::attributes::check_mode(mode)
+            .map_err(|m| Error::invalid_input(op, self.backend.name(), m).with_key(key))
     }
 
     /// Writes `data` at `key`, replacing any object there.
@@ -236,7 +254,7 @@ impl Store {
         opts: &PutOptions,
     ) -> Result<ObjectMeta> {
         let k = self.full_key(Op::Put, key)?;
-        self.check_attributes(Op::Put, key, opts)?;
+        self.check_put(Op::Put, &k, opts)?;
         let meta = self.backend.put(&k, data.into(), opts).await?;
         Ok(self.relative_meta(meta))
     }
@@ -254,6 +272,7 @@ impl Store {
             return Err(Error::invalid_input(Op::Get, self.backend.name(), m).with_key(key));
         }
         let k = self.full_key(Op::Get, key)?;
+        crate::attributes::check_get_options(self.backend.name(), key, opts)?;
         let mut res = self.backend.get(&k, opts).await?;
         res.meta = self.relative_meta(res.meta);
         Ok(res)
@@ -382,6 +401,7 @@ impl Store {
     pub async fn copy_mode(&self, from: &str, to: &str, mode: CopyMode) -> Result<ObjectMeta> {
         let f = self.full_key(Op::Copy, from)?;
         let t = self.full_key(Op::Copy, to)?;
+        self.check_mode(Op::Copy, to, &mode.as_put_mode())?;
         crate::backend::checks::check_copy_mode(
             self.backend.name(),
             &t,
@@ -395,7 +415,7 @@ impl Store {
     /// condition is given again to [`Store::complete_multipart`], which enforces it.
     pub async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<UploadId> {
         let k = self.full_key(Op::CreateMultipart, key)?;
-        self.check_attributes(Op::CreateMultipart, key, opts)?;
+        self.check_put(Op::CreateMultipart, &k, opts)?;
         self.backend.create_multipart(&k, opts).await
     }
 
@@ -424,6 +444,7 @@ impl Store {
         mode: &PutMode,
     ) -> Result<ObjectMeta> {
         let k = self.full_key(Op::CompleteMultipart, key)?;
+        self.check_mode(Op::CompleteMultipart, key, mode)?;
         let meta = self
             .backend
             .complete_multipart(&k, upload, parts, mode)
@@ -464,6 +485,14 @@ impl Store {
         expires_in: Duration,
     ) -> Result<PresignedRequest> {
         let k = self.full_key(Op::Presign, key)?;
+        if expires_in.is_zero() {
+            return Err(Error::invalid_input(
+                Op::Presign,
+                self.backend.name(),
+                "an expiry of zero: the URL would never be valid",
+            )
+            .with_key(key));
+        }
         let max = self.capabilities().max_presign_expiry;
         if self.capabilities().presign && expires_in > max {
             return Err(Error::invalid_input(

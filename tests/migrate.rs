@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cloudstore::middleware::{Fault, Faults, Rule};
-use cloudstore::migrate::{self, CopyOptions, SOURCE_ETAG_METADATA, SyncOptions};
+use cloudstore::migrate::{self, CopyOptions, SyncOptions};
 use cloudstore::{
     Backend, ErrorKind, MemoryBackend, Op, PutMode, PutOptions, Store, StoreOptions, TransferConfig,
 };
@@ -47,8 +47,9 @@ async fn a_copy_between_stores_keeps_bytes_type_and_metadata_and_records_the_sou
     let m = dst.head("b/a.csv").await.unwrap();
     assert_eq!(m.content_type.as_deref(), Some("text/csv"));
     assert_eq!(m.metadata.get("owner").map(String::as_str), Some("team-a"));
-    assert_eq!(m.metadata.get(SOURCE_ETAG_METADATA), src_meta.etag.as_ref());
-    assert_eq!(m.metadata.get("cloudstore-crc32c"), Some(&crc_hex(&body)));
+    assert_eq!(m.source_etag, src_meta.etag);
+    assert_eq!(m.crc32c.map(|c| format!("{c:08x}")), Some(crc_hex(&body)));
+    assert!(!m.metadata.keys().any(|k| k.starts_with("cloudstore-")));
     // Create refuses an existing destination.
     let create = CopyOptions {
         mode: PutMode::Create,

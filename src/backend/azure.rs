@@ -265,6 +265,8 @@ impl AzureBackend {
             .header("x-ms-version", "2023-11-03")
             .header("content-type", "application/xml")
             .body(xml);
+        crate::attributes::check_mode(mode)
+            .map_err(|m| Error::invalid_input(op, NAME, m).with_key(key.as_str()))?;
         match mode {
             PutMode::Overwrite => {}
             PutMode::Create => req = req.header("if-none-match", "*"),
@@ -275,7 +277,8 @@ impl AzureBackend {
         }
         for (k, v) in &attrs.md {
             let name = super::object_store_core::escape_name(k);
-            req = req.header(format!("x-ms-meta-{name}"), v.as_str());
+            let value = crate::attributes::encode_header_value(v);
+            req = req.header(format!("x-ms-meta-{name}"), value.as_ref());
         }
         match send_signed(NAME, op, key.as_str(), req).await {
             Ok(_) => self.core.head(key).await,
@@ -428,6 +431,8 @@ impl Backend for AzureBackend {
         let op = Op::CreateMultipart;
         super::checks::check_key(NAME, op, key, &self.caps)?;
         super::checks::check_attributes(NAME, op, key, &self.caps, opts)?;
+        // Refused now what could not travel at the commit.
+        self.core.attributes_of(op, key, opts)?;
         let has_attributes = opts.content_type.is_some() || !opts.metadata.is_empty();
         if has_attributes && !self.signing {
             return Err(Error::unsupported(

@@ -196,6 +196,8 @@ fn meta_of(op: Op, o: Object) -> Result<ObjectMeta> {
             .metadata
             .map(|m| m.into_iter().collect())
             .unwrap_or_default(),
+        crc32c: None,
+        source_etag: None,
     })
 }
 

@@ -30,9 +30,14 @@ pub(crate) fn kind_for_status(status: u16, body: &str) -> (ErrorKind, bool) {
     if has("RequestTimeout") || has("OperationTimedOut") {
         return (ErrorKind::Timeout, true);
     }
+    // Too much metadata (S3, Azure) is the caller's input, whatever the status.
+    if has("MetadataTooLarge") || has("RequestHeaderSectionTooLarge") {
+        return (ErrorKind::InvalidInput, false);
+    }
     match status {
         304 => (ErrorKind::NotModified, false),
-        400 | 411 | 413 | 414 | 416 => (ErrorKind::InvalidInput, false),
+        // 431: the request's headers (metadata among them) are too large.
+        400 | 411 | 413 | 414 | 416 | 431 => (ErrorKind::InvalidInput, false),
         401 => (ErrorKind::Unauthenticated, false),
         403 => (ErrorKind::PermissionDenied, false),
         404 => (ErrorKind::NotFound, false),

@@ -124,6 +124,8 @@ impl MemoryBackend {
             version: None,
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
+            crc32c: None,
+            source_etag: None,
         };
         let mut objects = self.objects_write();
         check_write_condition(NAME, op, key, objects.get(key).map(|s| &s.meta), &opts.mode)?;

@@ -274,9 +274,20 @@ pub(crate) fn unescape_name(name: &str) -> String {
 }
 
 impl Core {
-    pub(crate) fn attributes_of(&self, opts: &PutOptions) -> Attributes {
+    /// The attributes as they travel: metadata values that are not plain header values
+    /// encoded (see [`crate::attributes`]), names escaped where the service needs
+    /// identifiers. Attributes no header can carry (a copy's, from a store with other
+    /// rules) are `InvalidInput`, never a request that cannot be built.
+    pub(crate) fn attributes_of(&self, op: Op, key: &Key, opts: &PutOptions) -> Result<Attributes> {
+        let refuse =
+            |what: String| Err(Error::invalid_input(op, self.name, what).with_key(key.as_str()));
         let mut a = Attributes::new();
         if let Some(ct) = &opts.content_type {
+            if http::HeaderValue::from_str(ct).is_err() || ct.trim() != ct {
+                return refuse(format!(
+                    "content type {ct:?} cannot travel in a header (printable ASCII only)"
+                ));
+            }
             a.insert(Attribute::ContentType, ct.clone().into());
         }
         for (k, v) in &opts.metadata {
@@ -285,9 +296,15 @@ impl Core {
             } else {
                 k.clone()
             };
-            a.insert(Attribute::Metadata(name.into()), v.clone().into());
+            if http::HeaderName::from_bytes(format!("x-meta-{name}").as_bytes()).is_err() {
+                return refuse(format!(
+                    "metadata name {k:?} cannot travel in a header name here"
+                ));
+            }
+            let value = crate::attributes::encode_header_value(v).into_owned();
+            a.insert(Attribute::Metadata(name.into()), value.into());
         }
-        a
+        Ok(a)
     }
 
     fn split_attributes(&self, attrs: &Attributes) -> (Option<String>, Metadata) {
@@ -302,7 +319,10 @@ impl Core {
                     } else {
                         name.to_string()
                     };
-                    md.insert(name, v.as_ref().to_string());
+                    md.insert(
+                        name,
+                        crate::attributes::decode_header_value(v.as_ref().as_bytes()),
+                    );
                 }
                 _ => {}
             }
@@ -345,6 +365,8 @@ pub(crate) fn meta_of(name: &str, op: Op, m: object_store::ObjectMeta) -> Result
         version: m.version,
         content_type: None,
         metadata: Metadata::new(),
+        crc32c: None,
+        source_etag: None,
     })
 }
 
@@ -370,6 +392,10 @@ impl Core {
     ) -> Result<ObjectMeta> {
         let op = Op::Put;
         let p = path(op, self.name, key.as_str())?;
+        // A condition no header can carry (or an empty one, which a service would ignore)
+        // must not become an unconditional write.
+        crate::attributes::check_mode(&opts.mode)
+            .map_err(|m| Error::invalid_input(op, self.name, m).with_key(key.as_str()))?;
         let mode = match &opts.mode {
             PutMode::Overwrite => object_store::PutMode::Overwrite,
             PutMode::Create => object_store::PutMode::Create,
@@ -380,7 +406,7 @@ impl Core {
         };
         let put = object_store::PutOptions {
             mode,
-            attributes: self.attributes_of(opts),
+            attributes: self.attributes_of(op, key, opts)?,
             ..Default::default()
         };
         let size = data.len();
@@ -412,12 +438,15 @@ impl Core {
             version: res.version,
             content_type: opts.content_type.clone(),
             metadata: opts.metadata.clone(),
+            crc32c: None,
+            source_etag: None,
         })
     }
 
     pub(crate) async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
         let op = Op::Get;
         let p = path(op, self.name, key.as_str())?;
+        crate::attributes::check_get_options(self.name, key.as_str(), opts)?;
         let o = object_store::GetOptions {
             if_match: opts.if_match.clone(),
             if_none_match: opts.if_none_match.clone(),
@@ -579,7 +608,7 @@ impl Core {
         let op = Op::CreateMultipart;
         let p = path(op, self.name, key.as_str())?;
         let o = object_store::PutMultipartOptions {
-            attributes: self.attributes_of(opts),
+            attributes: self.attributes_of(op, key, opts)?,
             ..Default::default()
         };
         let id = self

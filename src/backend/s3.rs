@@ -240,6 +240,8 @@ impl S3Backend {
     ) -> Result<ObjectMeta> {
         let op = Op::CompleteMultipart;
         let p = path(op, NAME, key.as_str())?;
+        crate::attributes::check_mode(mode)
+            .map_err(|m| Error::invalid_input(op, NAME, m).with_key(key.as_str()))?;
         let header = match mode {
             PutMode::Overwrite => None,
             PutMode::Create => Some((http::header::IF_NONE_MATCH, "*".to_string())),
@@ -686,6 +688,14 @@ impl Backend for S3Backend {
         key: &Key,
         expires_in: Duration,
     ) -> Result<crate::object::PresignedRequest> {
+        if !self.caps.presign {
+            return Err(Error::unsupported(
+                Op::Presign,
+                NAME,
+                "presigned URLs are declared unsupported for this store",
+            )
+            .with_key(key.as_str()));
+        }
         self.core.presign(method, key, expires_in).await
     }
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use cloudstore::migrate::{self, CopyOptions, SyncOptions};
-use cloudstore::transfer::{CHECKSUM_METADATA, Crc32c, FileUploadOptions};
+use cloudstore::transfer::{Crc32c, FileUploadOptions};
 use cloudstore::{Error, ErrorKind, ObjectMeta, Progress, Store, StoreOptions};
 
 /// Lists, reads, copies, removes, syncs, verifies and benchmarks objects on S3 (and
@@ -509,7 +509,7 @@ async fn file_crc(path: &Path) -> Result<Crc32c, Failure> {
 }
 
 fn declared_crc(m: &ObjectMeta) -> Option<String> {
-    m.metadata.get(CHECKSUM_METADATA).map(|v| v.to_lowercase())
+    m.crc32c.map(|c| format!("{c:08x}"))
 }
 
 async fn cp(ctx: &Ctx, source: &str, destination: &str, no_clobber: bool) -> Out {

@@ -1825,3 +1825,6 @@ mod tests {
         assert_eq!(super::data(13, 1).len(), 13);
     }
 }
+
+mod attributes;
+pub use attributes::*;

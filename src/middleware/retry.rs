@@ -330,7 +330,7 @@ fn self_inflicted(e: &Error, mode: &PutMode) -> bool {
 
 /// The metadata entry holding the id of a conditional write (`Create`, `IfMatch`) that
 /// went through a [`RetryBackend`]: it recognises the write if its answer is lost.
-pub const WRITE_ID_METADATA: &str = "cloudstore-write-id";
+pub const WRITE_ID_METADATA: &str = crate::attributes::WRITE_ID_RECORD;
 
 /// `opts` with a fresh write id when the write is conditional.
 fn with_write_id(opts: &PutOptions) -> (PutOptions, Option<String>) {

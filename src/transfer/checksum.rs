@@ -5,7 +5,7 @@ use crate::object::ObjectMeta;
 
 /// The user-metadata entry holding an object's CRC32C (8 lowercase hex digits), written by
 /// the transfer engine and verified by its downloads.
-pub const CHECKSUM_METADATA: &str = "cloudstore-crc32c";
+pub const CHECKSUM_METADATA: &str = crate::attributes::CRC32C_RECORD;
 
 /// A running CRC32C (Castagnoli), computed with `crc-fast` (carry-less multiplication SIMD;
 /// about 30 GB/s a core here, twice the `crc32c` crate's CRC instructions).
@@ -98,9 +98,11 @@ impl Crc32c {
 
 /// The CRC an object's metadata declares, if any.
 pub(crate) fn declared(meta: &ObjectMeta) -> Option<u32> {
-    meta.metadata
-        .get(CHECKSUM_METADATA)
-        .and_then(|v| u32::from_str_radix(v.trim(), 16).ok())
+    meta.crc32c.or_else(|| {
+        meta.metadata
+            .get(CHECKSUM_METADATA)
+            .and_then(|v| u32::from_str_radix(v.trim(), 16).ok())
+    })
 }
 
 /// The checksum a download must match.

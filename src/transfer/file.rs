@@ -256,13 +256,7 @@ impl Store {
     ) -> Result<ObjectMeta> {
         let k = self.full_key(Op::Put, key)?;
         let opts = &options.put;
-        crate::backend::checks::check_attributes(
-            self.backend_name(),
-            Op::Put,
-            &k,
-            self.capabilities(),
-            opts,
-        )?;
+        self.check_put(Op::Put, &k, opts)?;
         let (source, before) = Source::open(path.as_ref())?;
         let size = before.len();
         let cfg = self.transfer().config.clone();
@@ -281,7 +275,8 @@ impl Store {
         let backend = self.backend().clone();
         // Where metadata cannot be added at completion, the checksum goes in at creation,
         // which needs one pass over the file first.
-        let checksum_at_create = cfg.checksum && !backend.capabilities().complete_metadata;
+        let caps = backend.capabilities();
+        let checksum_at_create = cfg.checksum && caps.user_metadata && !caps.complete_metadata;
         let mut create_opts = opts.clone();
         if checksum_at_create {
             create_opts
@@ -478,7 +473,12 @@ impl Store {
                 infos.push(p.info.clone());
             }
             let mut extra = crate::object::Metadata::new();
-            if cfg.checksum && !cp.checksum_at_create && backend.capabilities().complete_metadata {
+            let caps = backend.capabilities();
+            if cfg.checksum
+                && !cp.checksum_at_create
+                && caps.complete_metadata
+                && caps.user_metadata
+            {
                 extra.insert(CHECKSUM_METADATA.into(), whole.to_hex());
             }
             backend

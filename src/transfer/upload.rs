@@ -246,7 +246,9 @@ impl Engine {
             return Err(self.closed_error());
         }
         self.closed = true;
-        let checksum = self.store.transfer().config.checksum;
+        // The CRC32C is recorded where the backend stores metadata.
+        let checksum =
+            self.store.transfer().config.checksum && self.store.capabilities().user_metadata;
         if self.upload_id.is_none() {
             // At most one part: a single PUT.
             let mut opts = self.opts.clone();
@@ -665,13 +667,15 @@ impl Store {
     /// type and metadata of the object it will write.
     pub fn writer(&self, key: &str, opts: &PutOptions) -> Result<Upload> {
         let k = self.full_key(Op::Put, key)?;
-        crate::backend::checks::check_attributes(
-            self.backend_name(),
-            Op::Put,
-            &k,
-            self.capabilities(),
-            opts,
-        )?;
+        self.check_put(Op::Put, &k, opts)?;
+        Ok(Upload::new(self.clone(), k, opts.clone()))
+    }
+
+    /// [`Store::writer`] for attributes that come from another store (a migration): they
+    /// need not follow the [attribute contract](crate::attributes), only be storable here.
+    pub(crate) fn writer_for_copy(&self, key: &str, opts: &PutOptions) -> Result<Upload> {
+        let k = self.full_key(Op::Put, key)?;
+        self.check_capabilities(Op::Put, &k, opts)?;
         Ok(Upload::new(self.clone(), k, opts.clone()))
     }
 

@@ -204,6 +204,8 @@ pub(super) fn meta_from(key: &Key, m: &fs::Metadata) -> ObjectMeta {
         version: None,
         content_type: None,
         metadata: Metadata::new(),
+        crc32c: None,
+        source_etag: None,
     }
 }
 
