@@ -210,6 +210,19 @@ pub fn redact_url(url: &str) -> String {
 
 /// Opens a store; see the module documentation.
 pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
+    // `key_policy` applies to every scheme: read here, not passed to the backends.
+    let policy = match options.get("key_policy") {
+        None => crate::KeyPolicy::Cloud,
+        Some(v) => v
+            .parse::<crate::KeyPolicy>()
+            .map_err(|m| config_error(format!("option 'key_policy': {m}")))?,
+    };
+    let mut rest = options.clone();
+    rest.entries.remove("key_policy");
+    Ok(open_scheme(raw, &rest)?.with_key_policy(policy))
+}
+
+fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
     let shown = redact_url(raw);
     refuse_dot_segments(raw, &shown)?;
     let url =
@@ -411,6 +424,11 @@ fn with_path_prefix(store: Store, path: &str, shown: &str) -> Result<Store> {
     if p.is_empty() {
         return Ok(store);
     }
+    // A prefix in a URL is configuration, where `a//b` or `%00` is far likelier a slip than
+    // intent: it must be a portable key (`Store::with_prefix` takes any).
+    crate::Key::new(p)
+        .and_then(|k| k.check_portable())
+        .map_err(|e| config_error(format!("URL '{shown}': {}", e.message())))?;
     store
         .with_prefix(p)
         .map_err(|e| config_error(format!("URL '{shown}': {}", e.message())))

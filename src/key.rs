@@ -1,4 +1,5 @@
-//! [`Key`]: a validated object key, and the rules every backend relies on.
+//! [`Key`]: an object key as the clouds have it, and [`KeyPolicy`]: the optional portable
+//! rule for new data.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,17 +9,21 @@ use crate::error::{Error, Op, Result};
 /// The longest key accepted, in bytes of UTF-8 (the S3 and GCS limit).
 pub const MAX_KEY_LEN: usize = 1024;
 
-/// A validated object key.
+/// An object key: what the cloud says it is.
 ///
-/// The rules, enforced when a `Key` is made (so every backend can rely on them):
+/// S3, Azure Blob Storage and GCS accept any non-empty UTF-8 name up to 1024 bytes, and a
+/// migration must carry whatever is there, so a `Key` is exactly that: **not empty and at
+/// most [`MAX_KEY_LEN`] (1024) bytes of UTF-8**, nothing more. Double, leading and trailing
+/// slashes, `.` and `..` segments, URL-like names, spaces and `%` sequences are all keys,
+/// and every backend writes, reads, lists, copies and deletes them byte for byte, or
+/// refuses one its service cannot hold with a typed error (Azure resolves `.` and `..`
+/// segments, so it refuses them; GCS refuses the names `.` and `..`). The fs backend stores
+/// the keys that are not plain paths under a reversible encoding (see
+/// [`FsBackend`](crate::FsBackend)). Keys are compared and listed in byte order of their
+/// UTF-8 form.
 ///
-/// - not empty, and at most [`MAX_KEY_LEN`] (1024) bytes of UTF-8;
-/// - no NUL and no control character (Unicode category Cc, e.g. `\n`, `\t`, `\x7f`);
-/// - segments are separated by `/`: no leading `/`, no trailing `/`, no empty segment
-///   (`a//b`), and no `.` or `..` segment.
-///
-/// Anything else is allowed, including spaces, `+`, `%`, `\`, unicode and emoji. Keys are
-/// compared and listed in byte order of their UTF-8 form.
+/// For new data, [`KeyPolicy::Portable`] (a [`Store`](crate::Store) setting) keeps keys
+/// to plain relative paths that are files everywhere; see [`Key::check_portable`].
 ///
 /// ```
 /// use cloudstore::{ErrorKind, Key};
@@ -26,19 +31,24 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// assert_eq!(key.as_str(), "reports/2026/q3 summary+final.pdf");
 /// assert_eq!(key.file_name(), "q3 summary+final.pdf");
 ///
-/// let err = Key::new("reports/../secrets").unwrap_err();
+/// // Keys other clients legally write are keys.
+/// assert!(Key::new("a//b.txt").is_ok() && Key::new("dir/").is_ok());
+/// // ... but not portable ones.
+/// let err = Key::new("reports/../secrets")?.check_portable().unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
 /// assert!(err.to_string().contains("'..' segment"));
+///
+/// assert_eq!(Key::new("").unwrap_err().kind(), ErrorKind::InvalidInput);
 /// # Ok::<(), cloudstore::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key(String);
 
 impl Key {
-    /// Validates `key` against the rules above.
+    /// Checks `key` against the rule above: not empty, at most 1024 bytes.
     pub fn new(key: impl Into<String>) -> Result<Key> {
         let key = key.into();
-        if let Err(problem) = check_key(&key) {
+        if let Err(problem) = check_length(&key) {
             return Err(Error::invalid_input(
                 Op::ParseKey,
                 "cloudstore",
@@ -69,17 +79,53 @@ impl Key {
         self.0.split('/')
     }
 
-    /// `prefix/self`, validated (the result may exceed [`MAX_KEY_LEN`]).
-    pub fn join_under(&self, prefix: &str) -> Result<Key> {
-        if prefix.is_empty() {
-            return Ok(self.clone());
-        }
-        Key::new(format!("{}/{}", prefix.trim_end_matches('/'), self.0))
+    /// Whether the key is a plain relative path (see [`Key::check_portable`]).
+    pub fn is_portable(&self) -> bool {
+        check_portable(&self.0).is_ok()
+    }
+
+    /// Checks the portable rule, which [`KeyPolicy::Portable`] enforces for new data: no
+    /// NUL or control character (Unicode category Cc), no leading or trailing `/`, no
+    /// empty (`a//b`), `.` or `..` segment. Such keys are plain relative paths, files on
+    /// every backend.
+    pub fn check_portable(&self) -> Result<()> {
+        check_portable(&self.0).map_err(|problem| {
+            Error::invalid_input(
+                Op::ParseKey,
+                "cloudstore",
+                format!("not a portable key: {problem}"),
+            )
+            .with_key(self.0.as_str())
+        })
     }
 }
 
-/// Why a string is not a valid key, or `Ok`.
-fn check_key(key: &str) -> std::result::Result<(), String> {
+/// Which keys a [`Store`](crate::Store) accepts for the operations it is given.
+///
+/// Listings always return every key there is, whatever the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum KeyPolicy {
+    /// Any key the cloud accepts (the default): see [`Key`].
+    #[default]
+    Cloud,
+    /// Only plain relative paths: see [`Key::check_portable`]. For applications that want
+    /// keys that are files on every backend, including a local directory.
+    Portable,
+}
+
+impl std::str::FromStr for KeyPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cloud" => Ok(KeyPolicy::Cloud),
+            "portable" => Ok(KeyPolicy::Portable),
+            other => Err(format!("'{other}' is not a key policy (cloud or portable)")),
+        }
+    }
+}
+
+/// Why a string is not a key at all, or `Ok`.
+fn check_length(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() {
         return Err("empty key".into());
     }
@@ -89,6 +135,12 @@ fn check_key(key: &str) -> std::result::Result<(), String> {
             key.len()
         ));
     }
+    Ok(())
+}
+
+/// Why a key is not portable, or `Ok`.
+fn check_portable(key: &str) -> std::result::Result<(), String> {
+    check_length(key)?;
     if key.starts_with('/') {
         return Err("leading '/'".into());
     }
@@ -123,11 +175,26 @@ fn check_segment(seg: &str) -> std::result::Result<(), String> {
 
 /// Validates a listing prefix and returns it unchanged.
 ///
-/// A prefix is a plain string prefix of keys (see [`crate::Store::list`]): it may be empty,
-/// may end with `/`, and its last segment may be partial (`logs/2026-0` matches
-/// `logs/2026-01/...`). Every complete segment before the last `/` follows the key rules,
-/// and no character may be a control character.
+/// A prefix is a plain string prefix of keys (see [`crate::Store::list`]): any string of at
+/// most [`MAX_KEY_LEN`] bytes, empty included, since any key may start with it.
 pub fn validate_prefix(prefix: &str) -> Result<&str> {
+    if prefix.len() > MAX_KEY_LEN {
+        return Err(Error::invalid_input(
+            Op::List,
+            "cloudstore",
+            format!(
+                "invalid prefix: {} bytes long, the limit is {MAX_KEY_LEN}",
+                prefix.len()
+            ),
+        )
+        .with_key(prefix));
+    }
+    Ok(prefix)
+}
+
+/// Validates a listing prefix under [`KeyPolicy::Portable`]: every complete segment before
+/// the last `/` follows the portable rule, its last segment may be partial.
+pub fn validate_portable_prefix(prefix: &str) -> Result<&str> {
     let check = || -> std::result::Result<(), String> {
         if prefix.is_empty() {
             return Ok(());
@@ -238,14 +305,33 @@ mod tests {
             ".hidden/..dots../x.",
             "back\\slash",
         ] {
-            Key::new(k).unwrap();
+            Key::new(k).unwrap().check_portable().unwrap();
         }
     }
 
     #[test]
-    fn rejects_each_rule_with_its_reason() {
+    fn cloud_keys_are_any_non_empty_utf8_up_to_1024_bytes() {
+        for k in [
+            "a//b.txt",
+            "dir/",
+            "/lead",
+            "./x",
+            "x/../y",
+            "..",
+            "https://example.org/p?q=1",
+            "trail ",
+            "%41%2F",
+            "nul\0",
+            "line\nbreak",
+        ] {
+            assert_eq!(Key::new(k).unwrap().as_str(), k);
+        }
+        assert!(Key::new("").unwrap_err().to_string().contains("empty key"));
+    }
+
+    #[test]
+    fn the_portable_rule_refuses_each_case_with_its_reason() {
         let cases = [
-            ("", "empty key"),
             ("/abs", "leading '/'"),
             ("dir/", "trailing '/'"),
             ("a//b", "empty segment"),
@@ -257,7 +343,9 @@ mod tests {
             ("del\x7f", "control character"),
         ];
         for (k, why) in cases {
-            let e = Key::new(k).unwrap_err();
+            let key = Key::new(k).unwrap();
+            assert!(!key.is_portable());
+            let e = key.check_portable().unwrap_err();
             assert!(e.to_string().contains(why), "{k:?}: {e}");
         }
     }
@@ -278,10 +366,12 @@ mod tests {
     #[test]
     fn prefixes_may_be_partial() {
         for p in ["", "a", "a/", "a/b", "a/.", "a/..x", "logs/2026-0"] {
-            validate_prefix(p).unwrap();
+            validate_portable_prefix(p).unwrap();
         }
         for p in ["/a", "a//b", "../a", "a/../b/", "x\0"] {
-            validate_prefix(p).unwrap_err();
+            validate_portable_prefix(p).unwrap_err();
+            validate_prefix(p).unwrap();
         }
+        validate_prefix(&"x".repeat(1025)).unwrap_err();
     }
 }

@@ -66,7 +66,7 @@ pub use backend::S3Backend;
 pub use backend::{Backend, Capabilities, ConditionalModes, FsBackend, MemoryBackend};
 pub use config::StoreOptions;
 pub use error::{Error, ErrorKind, Op, Result};
-pub use key::{Key, MAX_KEY_LEN};
+pub use key::{Key, KeyPolicy, MAX_KEY_LEN};
 pub use object::{
     ByteRange, ByteStream, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Listing,
     Metadata, MultipartUploadInfo, NativeChecksum, ObjectMeta, PartInfo, PartNumber, Payload,

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::backend::{Backend, Capabilities, FsBackend, MemoryBackend};
 use crate::config::StoreOptions;
 use crate::error::{Error, ErrorKind, Op, Result};
-use crate::key::{Key, validate_prefix};
+use crate::key::{Key, KeyPolicy, validate_portable_prefix, validate_prefix};
 use crate::object::{
     ByteRange, CopyMode, GetOptions, GetResult, ListPage, ListRequest, Listing,
     MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
@@ -52,6 +52,8 @@ pub struct Store {
     prefix: Arc<str>,
     /// Transfer policy and the memory budget shared with clones.
     transfer: Arc<crate::transfer::Shared>,
+    /// Which keys operations accept.
+    key_policy: KeyPolicy,
 }
 
 impl fmt::Debug for Store {
@@ -78,6 +80,7 @@ impl Store {
             backend,
             prefix: Arc::from(""),
             transfer: crate::transfer::Shared::new(crate::transfer::TransferConfig::default()),
+            key_policy: KeyPolicy::Cloud,
         }
     }
 
@@ -113,18 +116,24 @@ impl Store {
             return Ok(self.clone());
         }
         let joined = format!("{}{}", self.prefix, trimmed);
-        Key::new(joined.as_str()).map_err(|e| {
-            Error::invalid_input(
-                Op::Configure,
-                self.backend.name(),
-                format!("invalid store prefix: {}", e.message()),
-            )
-            .with_key(prefix)
-        })?;
+        Key::new(joined.as_str())
+            .and_then(|k| match self.key_policy {
+                KeyPolicy::Cloud => Ok(k),
+                KeyPolicy::Portable => k.check_portable().map(|()| k),
+            })
+            .map_err(|e| {
+                Error::invalid_input(
+                    Op::Configure,
+                    self.backend.name(),
+                    format!("invalid store prefix: {}", e.message()),
+                )
+                .with_key(prefix)
+            })?;
         Ok(Store {
             backend: self.backend.clone(),
             prefix: Arc::from(format!("{joined}/")),
             transfer: self.transfer.clone(),
+            key_policy: self.key_policy,
         })
     }
 
@@ -135,7 +144,24 @@ impl Store {
             backend: self.backend.clone(),
             prefix: self.prefix.clone(),
             transfer: crate::transfer::Shared::new(config),
+            key_policy: self.key_policy,
         }
+    }
+
+    /// The same store accepting the keys of `policy` ([`KeyPolicy::Cloud`], any key the
+    /// cloud accepts, by default). Under [`KeyPolicy::Portable`] a key that is not a plain
+    /// relative path is `InvalidInput` before any request; listings still return every key
+    /// there is. The URL option `key_policy=portable` sets it for stores from URLs.
+    pub fn with_key_policy(&self, policy: KeyPolicy) -> Store {
+        Store {
+            key_policy: policy,
+            ..self.clone()
+        }
+    }
+
+    /// The key policy.
+    pub fn key_policy(&self) -> KeyPolicy {
+        self.key_policy
     }
 
     /// The transfer policy.
@@ -174,6 +200,9 @@ impl Store {
             Error::invalid_input(op, name, e.message().to_string()).with_key(e.key().unwrap_or(key))
         };
         let k = Key::new(key).map_err(relabel)?;
+        if self.key_policy == KeyPolicy::Portable {
+            k.check_portable().map_err(relabel)?;
+        }
         if self.prefix.is_empty() {
             return Ok(k);
         }
@@ -212,7 +241,11 @@ impl Store {
 
     fn full_prefix(&self, prefix: Option<&str>) -> Result<String> {
         let p = prefix.unwrap_or("");
-        validate_prefix(p).map_err(|e| e.with_op(Op::List))?;
+        match self.key_policy {
+            KeyPolicy::Cloud => validate_prefix(p),
+            KeyPolicy::Portable => validate_portable_prefix(p),
+        }
+        .map_err(|e| e.with_op(Op::List))?;
         Ok(format!("{}{}", self.prefix, p))
     }
 

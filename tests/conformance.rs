@@ -43,6 +43,8 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         object_and_children: true,
         max_key_segment_len: Some(100),
         backslash_in_keys: false,
+        raw_keys: false,
+        dot_segments_in_keys: false,
         abort_discards_parts: true,
         complete_metadata: false,
     }

@@ -59,37 +59,59 @@ fn assert_outside_untouched(f: &Fixture) {
 }
 
 #[tokio::test]
-async fn traversal_and_absolute_keys_are_invalid_and_touch_nothing() {
+async fn traversal_and_absolute_keys_stay_inside_the_root() {
+    // Such names are keys in the clouds: the fs backend stores them under its escape, inside
+    // the root, and never resolves them as paths.
     let f = fixture();
-    for key in [
+    let keys = [
         "../outside/secret.txt",
-        "a/../../outside/secret.txt",
+        "x/../../outside/secret.txt",
         "/etc/passwd",
-        "..",
+        ".",
         "a/..",
-    ] {
+    ];
+    for key in keys {
+        f.store.put(key, format!("kept {key}")).await.unwrap();
+    }
+    assert_outside_untouched(&f);
+    for key in keys {
         assert_eq!(
-            f.store.get(key).await.unwrap_err().kind(),
-            ErrorKind::InvalidInput,
+            f.store.get_bytes(key).await.unwrap(),
+            format!("kept {key}"),
             "{key}"
         );
+        f.store.copy(key, &format!("{key}~copy")).await.unwrap();
+    }
+    assert!(f.root.join("%../outside/secret.txt").is_file());
+    assert!(f.root.join("%/etc/passwd").is_file());
+    let mut want: Vec<String> = keys
+        .iter()
+        .flat_map(|k| [k.to_string(), format!("{k}~copy")])
+        .collect();
+    want.sort();
+    let listed: Vec<String> = f
+        .store
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.into_string())
+        .collect();
+    assert_eq!(listed, want);
+    for key in &want {
+        f.store.delete(key).await.unwrap();
+    }
+    assert_outside_untouched(&f);
+    assert!(f.store.list_all(None).await.unwrap().is_empty());
+    // The portable policy refuses them before touching anything.
+    let portable = f.store.with_key_policy(cloudstore::KeyPolicy::Portable);
+    for key in keys {
         assert_eq!(
-            f.store.put(key, "pwned").await.unwrap_err().kind(),
-            ErrorKind::InvalidInput,
-            "{key}"
-        );
-        assert_eq!(
-            f.store.delete(key).await.unwrap_err().kind(),
-            ErrorKind::InvalidInput,
-            "{key}"
-        );
-        assert_eq!(
-            f.store.copy("x", key).await.unwrap_err().kind(),
+            portable.put(key, "pwned").await.unwrap_err().kind(),
             ErrorKind::InvalidInput,
             "{key}"
         );
     }
-    assert_outside_untouched(&f);
     assert!(f.store.list_all(None).await.unwrap().is_empty());
 }
 
@@ -178,11 +200,13 @@ async fn upload_ids_cannot_name_paths() {
 }
 
 #[tokio::test]
-async fn reserved_and_overlong_names_are_invalid_input() {
+async fn state_names_are_escaped_and_overlong_names_are_invalid_input() {
     let f = fixture();
-    let e = f.store.put(".cloudstore/tmp/x", "x").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput);
-    assert!(e.message().contains("reserved"), "{e}");
+    // A key under `.cloudstore/` is stored under the escape, apart from the state.
+    f.store.put(".cloudstore/tmp/x", "x").await.unwrap();
+    assert_eq!(f.store.get_bytes(".cloudstore/tmp/x").await.unwrap(), "x");
+    assert!(f.root.join("%.cloudstore/tmp/x").is_file());
+    assert!(!f.root.join(".cloudstore/tmp/x").exists());
     let long = "x".repeat(251);
     let e = f.store.put(&long, "x").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
@@ -192,11 +216,13 @@ async fn reserved_and_overlong_names_are_invalid_input() {
 }
 
 #[tokio::test]
-async fn files_written_by_other_tools_are_objects_and_odd_names_are_skipped() {
+async fn files_written_by_other_tools_are_objects_and_non_escapes_are_skipped() {
     let f = fixture();
     std::fs::create_dir_all(f.root.join("dropped")).unwrap();
     std::fs::write(f.root.join("dropped/report.csv"), b"a,b\n").unwrap();
-    std::fs::write(f.root.join("dropped/bad\nname"), b"x").unwrap();
+    std::fs::write(f.root.join("dropped/odd\nname"), b"x").unwrap();
+    // A name starting with the escape that escapes nothing names no key.
+    std::fs::write(f.root.join("dropped/%abc"), b"x").unwrap();
     let keys: Vec<_> = f
         .store
         .list_all(None)
@@ -205,7 +231,7 @@ async fn files_written_by_other_tools_are_objects_and_odd_names_are_skipped() {
         .into_iter()
         .map(|m| m.key.into_string())
         .collect();
-    assert_eq!(keys, vec!["dropped/report.csv"]);
+    assert_eq!(keys, vec!["dropped/odd\nname", "dropped/report.csv"]);
     let head = f.store.head("dropped/report.csv").await.unwrap();
     assert_eq!(head.size, 4);
     assert!(head.etag.is_some());

@@ -44,14 +44,25 @@ proptest! {
     fn keys_never_panic_and_accepted_keys_round_trip(s in prop_oneof![keyish(), any::<String>()]) {
         match Key::new(s.clone()) {
             Ok(k) => {
+                // Any non-empty string up to 1024 bytes is a key, exactly as given.
                 prop_assert_eq!(k.as_str(), s.as_str());
-                prop_assert!(k.as_str().len() <= MAX_KEY_LEN);
-                prop_assert!(!k.as_str().starts_with('/'));
-                prop_assert!(k.as_str().split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."));
+                prop_assert!(!s.is_empty() && s.len() <= MAX_KEY_LEN);
                 let again: Key = k.to_string().parse().unwrap();
-                prop_assert_eq!(again, k);
+                prop_assert_eq!(&again, &k);
+                // The portable rule: plain relative paths only.
+                match k.check_portable() {
+                    Ok(()) => {
+                        prop_assert!(!s.starts_with('/'));
+                        prop_assert!(s.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".."));
+                        prop_assert!(!s.chars().any(char::is_control));
+                    }
+                    Err(e) => prop_assert_eq!(e.kind(), ErrorKind::InvalidInput),
+                }
             }
-            Err(e) => prop_assert_eq!(e.kind(), ErrorKind::InvalidInput),
+            Err(e) => {
+                prop_assert_eq!(e.kind(), ErrorKind::InvalidInput);
+                prop_assert!(s.is_empty() || s.len() > MAX_KEY_LEN);
+            }
         }
     }
 

@@ -144,7 +144,8 @@ async fn errors_name_operation_key_and_backend() {
     );
     assert!(!e.is_retryable());
 
-    let e = store.put("bad//key", "x").await.unwrap_err();
+    let portable = store.with_key_policy(cloudstore::KeyPolicy::Portable);
+    let e = portable.put("bad//key", "x").await.unwrap_err();
     assert_eq!((e.kind(), e.op()), (ErrorKind::InvalidInput, Op::Put));
     assert!(e.to_string().contains("empty segment"), "{e}");
 }
@@ -155,8 +156,17 @@ async fn the_store_prefix_counts_toward_the_key_limit() {
     let e = store.put(&"k".repeat(30), "x").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.message().contains("store prefix"), "{e}");
+    // Any key can be a prefix, but not past the portable policy.
+    let odd = Store::memory().with_prefix("a//b").unwrap();
+    assert_eq!(odd.prefix(), "a//b");
+    odd.put("k", "x").await.unwrap();
+    assert_eq!(odd.list_all(None).await.unwrap()[0].key.as_str(), "k");
     assert_eq!(
-        Store::memory().with_prefix("a//b").unwrap_err().kind(),
+        Store::memory()
+            .with_key_policy(cloudstore::KeyPolicy::Portable)
+            .with_prefix("a//b")
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidInput
     );
 }

@@ -1,4 +1,5 @@
-//! Keys: never a panic; an accepted key prints and parses back to itself.
+//! Keys: never a panic; any non-empty string up to 1024 bytes is a key, printing and
+//! parsing back to itself; the portable check answers a typed error or nothing.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +13,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(k.as_str(), s);
             let again: cloudstore::Key = k.to_string().parse().expect("round trip");
             assert_eq!(again, k);
+            if let Err(e) = k.check_portable() {
+                assert_eq!(e.kind(), cloudstore::ErrorKind::InvalidInput);
+            }
         }
-        Err(e) => assert_eq!(e.kind(), cloudstore::ErrorKind::InvalidInput),
+        Err(e) => {
+            assert_eq!(e.kind(), cloudstore::ErrorKind::InvalidInput);
+            assert!(s.is_empty() || s.len() > cloudstore::MAX_KEY_LEN);
+        }
     }
 });

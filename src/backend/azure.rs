@@ -99,6 +99,10 @@ pub fn azure_capabilities(signing: bool) -> Capabilities {
         max_list_page: 1000,
         // Azure turns '\\' in blob names into '/'.
         backslash_in_keys: false,
+        // Azure resolves `.` and `..` in blob URLs; object_store's paths cannot carry the
+        // other keys that are not plain paths.
+        dot_segments_in_keys: false,
+        raw_keys: false,
         // object_store's copy cannot carry If-Match for the destination.
         copy_if_match: false,
         ..Capabilities::s3_like()
@@ -399,7 +403,9 @@ impl Backend for AzureBackend {
                     m.metadata = Metadata::new();
                     first = Some(m);
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                // (A prefix no object_store path can name, such as `dir/`, is no object
+                // this backend can hold.)
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Unsupported) => {}
                 Err(e) => return Err(e.with_op(op)),
             }
         }

@@ -205,11 +205,31 @@ pub fn check_object_size(
     }
 }
 
-/// Refuses a key the capabilities say this store cannot hold as given: a segment over
-/// [`Capabilities::max_key_segment_len`], or a `\\` where
+/// Refuses a key the capabilities say this store cannot hold as given: empty, `.` or `..`
+/// segments where [`Capabilities::raw_keys`] or [`Capabilities::dot_segments_in_keys`] is
+/// false, a segment over [`Capabilities::max_key_segment_len`], or a `\\` where
 /// [`Capabilities::backslash_in_keys`] is false (a store that would turn it into `/` would
 /// merge distinct keys).
 pub fn check_key(backend: &str, op: Op, key: &Key, caps: &Capabilities) -> Result<()> {
+    let dot_segments = key.segments().any(|s| s == "." || s == "..");
+    if !caps.raw_keys && (dot_segments || key.segments().any(str::is_empty)) {
+        return Err(Error::unsupported(
+            op,
+            backend,
+            "this store cannot keep keys with empty, '.' or '..' segments as given \
+             (Capabilities::raw_keys is false)",
+        )
+        .with_key(key.as_str()));
+    }
+    if !caps.dot_segments_in_keys && dot_segments {
+        return Err(Error::invalid_input(
+            op,
+            backend,
+            "this service resolves '.' and '..' segments in names, so it cannot hold this key \
+             (Capabilities::dot_segments_in_keys is false)",
+        )
+        .with_key(key.as_str()));
+    }
     if let Some(max) = caps.max_key_segment_len
         && key.segments().any(|s| s.len() > max)
     {

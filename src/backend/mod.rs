@@ -124,6 +124,14 @@ pub struct Capabilities {
     /// Whether `\\` is kept in keys as given (some S3-compatible stores turn it into `/`).
     /// Where it is not, keys with `\\` are refused with `Unsupported`.
     pub backslash_in_keys: bool,
+    /// Whether keys that are not plain relative paths (empty segments as in `a//b`,
+    /// `dir/` or `/lead`; `.` and `..` segments) are kept exactly as given. Where false they
+    /// are refused with `Unsupported`: a store that cannot name them must not write them
+    /// under another name.
+    pub raw_keys: bool,
+    /// Whether keys with `.` or `..` segments are kept as given (Azure resolves them as URL
+    /// path segments, so it refuses them with `InvalidInput`, as its service does).
+    pub dot_segments_in_keys: bool,
 }
 
 impl Capabilities {
@@ -150,6 +158,8 @@ impl Capabilities {
             object_and_children: true,
             max_key_segment_len: None,
             backslash_in_keys: true,
+            raw_keys: true,
+            dot_segments_in_keys: true,
         }
     }
 }

@@ -99,10 +99,23 @@ pub(crate) struct Core {
     pub(crate) lister: Arc<dyn PaginatedListStore>,
 }
 
+/// `key` as an `object_store` path, exactly: a key the path would change (it drops leading
+/// and trailing `/`) or cannot hold (empty, `.` or `..` segments) is `Unsupported`, never
+/// sent under another name.
 pub(crate) fn path(op: Op, name: &str, key: &str) -> Result<Path> {
-    Path::parse(key).map_err(|e| {
-        Error::invalid_input(op, name, format!("not a valid object path: {e}")).with_key(key)
-    })
+    let refuse = |why: String| {
+        Error::unsupported(
+            op,
+            name,
+            format!("this key cannot travel through object_store's paths: {why}"),
+        )
+        .with_key(key)
+    };
+    let p = Path::parse(key).map_err(|e| refuse(e.to_string()))?;
+    if p.as_ref() != key {
+        return Err(refuse("it would be sent as another name".into()));
+    }
+    Ok(p)
 }
 
 /// Finds the HTTP status and body of the request that failed. `object_store` keeps them

@@ -88,6 +88,8 @@ pub fn s3_capabilities() -> Capabilities {
         copy_if_match: false,
         // CompleteMultipartUpload takes no metadata: it is fixed at creation.
         complete_metadata: false,
+        // object_store's paths cannot carry keys that are not plain paths.
+        raw_keys: false,
         ..Capabilities::s3_like()
     }
 }

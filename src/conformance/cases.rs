@@ -378,11 +378,9 @@ pub async fn key_with_deep_path(s: Store) -> CaseResult {
 }
 
 pub async fn invalid_keys_are_rejected(s: Store) -> CaseResult {
-    let bad = [
-        "", "/abs", "trail/", "a//b", ".", "..", "a/./b", "a/../b", "nul\0x", "tab\tx", "nl\nx",
-        "del\x7f",
-    ];
-    for k in bad {
+    // Under the cloud rule, only the empty key and keys over 1024 bytes are not keys.
+    let too_long = "k".repeat(MAX_KEY_LEN + 1);
+    for k in ["", too_long.as_str()] {
         let e = expect_kind(
             s.put(k, "x").await,
             ErrorKind::InvalidInput,
@@ -392,31 +390,57 @@ pub async fn invalid_keys_are_rejected(s: Store) -> CaseResult {
             e.message().contains("invalid key"),
             "message does not name the problem: {e}"
         );
-        expect_kind(
-            s.get(k).await,
+        expect_kind(s.get(k).await, ErrorKind::InvalidInput, "get")?;
+        expect_kind(s.head(k).await, ErrorKind::InvalidInput, "head")?;
+        expect_kind(s.delete(k).await, ErrorKind::InvalidInput, "delete")?;
+        expect_kind(s.copy(k, "ok").await, ErrorKind::InvalidInput, "copy from")?;
+    }
+    expect_kind(
+        s.list_all(Some(&too_long)).await,
+        ErrorKind::InvalidInput,
+        "list with a prefix over 1024 bytes",
+    )?;
+    // The portable policy refuses what is not a plain relative path, before any request.
+    let portable = s.with_key_policy(crate::KeyPolicy::Portable);
+    let bad = [
+        "/abs", "trail/", "a//b", ".", "..", "a/./b", "a/../b", "nul\0x", "tab\tx", "nl\nx",
+        "del\x7f",
+    ];
+    for k in bad {
+        let e = expect_kind(
+            portable.put(k, "x").await,
             ErrorKind::InvalidInput,
-            &format!("get {k:?}"),
+            &format!("portable put {k:?}"),
+        )?;
+        ensure!(
+            e.message().contains("not a portable key"),
+            "message does not name the problem: {e}"
+        );
+        expect_kind(
+            portable.get(k).await,
+            ErrorKind::InvalidInput,
+            "portable get",
         )?;
         expect_kind(
-            s.head(k).await,
+            portable.head(k).await,
             ErrorKind::InvalidInput,
-            &format!("head {k:?}"),
+            "portable head",
         )?;
         expect_kind(
-            s.delete(k).await,
+            portable.delete(k).await,
             ErrorKind::InvalidInput,
-            &format!("delete {k:?}"),
+            "portable delete",
         )?;
         expect_kind(
-            s.copy(k, "ok").await,
+            portable.copy("ok", k).await,
             ErrorKind::InvalidInput,
-            &format!("copy from {k:?}"),
+            "portable copy to",
         )?;
     }
     expect_kind(
-        s.list_all(Some("a//")).await,
+        portable.list_all(Some("a//")).await,
         ErrorKind::InvalidInput,
-        "list with an invalid prefix",
+        "portable list with a non-portable prefix",
     )?;
     ensure_eq!(
         keys(&s, None).await?.len(),
@@ -1827,4 +1851,6 @@ mod tests {
 }
 
 mod attributes;
+mod keys;
 pub use attributes::*;
+pub use keys::*;

@@ -355,6 +355,9 @@ macro_rules! __with_conformance_cases {
             content_type_follows_the_rule,
             condition_etags_follow_the_rule,
             presign_zero_expiry_is_invalid,
+            keys_that_are_not_paths,
+            keys_with_dot_segments,
+            raw_keys_do_not_collide,
         ]);
     };
 }

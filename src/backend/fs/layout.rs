@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use bytes::Bytes;
 
-use super::{MAX_SEGMENT_LEN, NAME, STATE_DIR};
+use super::{NAME, STATE_DIR};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
 use crate::object::{Metadata, UploadId};
@@ -84,13 +84,21 @@ impl Layout {
     /// The path of an object's file: the key must fit this backend, and no existing
     /// component of the path may be a symbolic link.
     pub(super) fn object_path(&self, op: Op, key: &Key) -> Result<PathBuf> {
-        if let Some(problem) = unstorable(key.as_str()) {
-            return Err(Error::invalid_input(op, NAME, problem).with_key(key.as_str()));
-        }
+        let names = super::names::encode_all(key.as_str())
+            .map_err(|problem| Error::invalid_input(op, NAME, problem).with_key(key.as_str()))?;
         let mut path = self.root.clone();
-        path.extend(key.segments());
+        path.extend(names.iter().map(|n| n.as_ref()));
         self.refuse_symlinks(op, key.as_str(), &path)?;
         Ok(path)
+    }
+
+    /// The directory holding the keys that start with `dirs/`, or `None` if no storable
+    /// key does.
+    pub(super) fn dir_path(&self, dirs: &str) -> Option<PathBuf> {
+        let names = super::names::encode_all(dirs).ok()?;
+        let mut path = self.root.clone();
+        path.extend(names.iter().map(|n| n.as_ref()));
+        Some(path)
     }
 
     /// Walks from the root to `path` and refuses any component that is a symbolic link.
@@ -130,7 +138,8 @@ impl Layout {
     /// `a` and `a.m/x` never collide.
     pub(super) fn sidecar_path(&self, op: Op, key: &Key) -> Result<PathBuf> {
         let mut p = self.state("meta");
-        let segs: Vec<&str> = key.segments().collect();
+        let segs = super::names::encode_all(key.as_str())
+            .map_err(|problem| Error::invalid_input(op, NAME, problem).with_key(key.as_str()))?;
         for (i, s) in segs.iter().enumerate() {
             let suffix = if i + 1 == segs.len() { "m" } else { "d" };
             p.push(format!("{s}.{suffix}"));
@@ -196,24 +205,6 @@ pub(super) fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
         ));
     }
     Ok((f, m))
-}
-
-/// Why a valid key cannot be stored on a filesystem, if it cannot.
-pub(super) fn unstorable(key: &str) -> Option<String> {
-    for (i, seg) in key.split('/').enumerate() {
-        if i == 0 && seg == STATE_DIR {
-            return Some(format!(
-                "keys under '{STATE_DIR}/' are reserved by the fs backend"
-            ));
-        }
-        if seg.len() > MAX_SEGMENT_LEN {
-            return Some(format!(
-                "a segment of {} bytes: the fs backend stores segments of at most {MAX_SEGMENT_LEN} bytes",
-                seg.len()
-            ));
-        }
-    }
-    None
 }
 
 pub(super) fn link_refused(op: Op, key: &str, root: &Path, at: &Path) -> Error {

@@ -5,8 +5,14 @@
 //! Object `a/b/c.txt` is the plain file `<root>/a/b/c.txt`, so the directory can be read
 //! with ordinary tools and files dropped into it become objects. The crate keeps its own
 //! state under `<root>/.cloudstore/`: temporary files, multipart staging, and a sidecar per
-//! object holding content type and user metadata. Keys whose first segment is `.cloudstore`
-//! are therefore refused (`InvalidInput`) and never listed.
+//! object holding content type and user metadata.
+//!
+//! Every key is stored, exactly: a segment that is not a plain file name travels under an
+//! escape, `%` followed by the segment with `%`, NUL and control characters
+//! percent-encoded. The empty segment (of `a//b`, `dir/`, `/lead`) is `%`, `.` and `..` are
+//! `%.` and `%..`, a segment starting with `%` (`%41`) is `%%2541`, and a first segment
+//! `.cloudstore` is `%.cloudstore`, apart from the state directory. Listings decode names
+//! back; a file whose name starts with `%` but is no such escape is not an object.
 //!
 //! # Guarantees
 //!
@@ -14,8 +20,8 @@
 //!   flushed (`fsync`, unless [`FsBackend::with_fsync`] turns it off), renamed into place,
 //!   and the directory is flushed too: a reader sees the old object or the new one, never a
 //!   part of either. A reader that already opened the old object keeps reading it whole.
-//! - **Confinement.** A key cannot name anything outside the root: key validation refuses
-//!   `..`, `.`, absolute paths and NUL; every component of every path the backend touches
+//! - **Confinement.** A key cannot name anything outside the root: keys are never resolved
+//!   as paths (`..`, `.`, empty segments and NUL travel under the escape); every component of every path the backend touches
 //!   (objects, sidecars, staging) is checked not to be a symbolic link, files are opened
 //!   with `O_NOFOLLOW`, and anything that is not a regular file (a FIFO, a device) is not
 //!   an object. Upload ids are checked before they touch a path. The checks run before
@@ -64,6 +70,7 @@ use crate::object::{
 };
 
 mod layout;
+mod names;
 mod walk;
 
 use layout::{
@@ -577,17 +584,10 @@ impl Backend for FsBackend {
         self.blocking(Op::List, &prefix, move |inner| {
             // A prefix no storable key can have lists nothing, as on any other backend.
             if let Some((dirs, _)) = req.prefix.rsplit_once('/') {
-                if layout::unstorable(dirs).is_some() {
+                let Some(dir) = inner.layout.dir_path(dirs) else {
                     return Ok(ListPage::default());
-                }
-                inner.layout.refuse_symlinks(
-                    Op::List,
-                    &req.prefix,
-                    &inner.layout.root.join(dirs),
-                )?;
-            }
-            if layout::unstorable(&req.prefix).is_some() {
-                return Ok(ListPage::default());
+                };
+                inner.layout.refuse_symlinks(Op::List, &req.prefix, &dir)?;
             }
             let mut walk = walk::Walk::new(
                 &inner.layout,

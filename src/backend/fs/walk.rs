@@ -12,7 +12,7 @@ use std::io;
 use std::path::PathBuf;
 
 use super::NAME;
-use super::layout::{Layout, unstorable};
+use super::layout::Layout;
 use crate::key::Key;
 use crate::object::ObjectMeta;
 
@@ -50,8 +50,12 @@ impl<'a> Walk<'a> {
             error: None,
         };
         let (dir_rel, dir) = match prefix.rfind('/') {
-            Some(i) => (&prefix[..i + 1], layout.root.join(&prefix[..i])),
-            None => ("", layout.root.clone()),
+            Some(i) => (&prefix[..i + 1], layout.dir_path(&prefix[..i])),
+            None => ("", Some(layout.root.clone())),
+        };
+        // No storable key starts with a prefix whose directories cannot be stored.
+        let Some(dir) = dir else {
+            return walk;
         };
         match walk.entries(&dir, dir_rel) {
             Ok(entries) => walk.stack.push(entries.into_iter()),
@@ -88,10 +92,13 @@ impl<'a> Walk<'a> {
             if !is_dir && !ft.is_file() {
                 continue;
             }
-            let mut sort = format!("{rel}{name}");
-            if unstorable(&sort).is_some() {
+            let Some(segment) = super::names::decode(&name, rel.is_empty()) else {
+                if !(rel.is_empty() && name == super::STATE_DIR) {
+                    tracing::warn!(backend = NAME, path = %entry.path().display(), "skipping a file whose name no key is stored under");
+                }
                 continue;
-            }
+            };
+            let mut sort = format!("{rel}{segment}");
             if is_dir {
                 sort.push('/');
             }
