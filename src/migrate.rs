@@ -189,7 +189,11 @@ impl Default for SyncOptions {
 
 /// What [`sync`] did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncReport {
+    /// Objects the source listing returned under the prefix. Each ends as exactly one of
+    /// `copied`, `skipped` or a `failed` entry: nothing is left out silently.
+    pub source_objects: u64,
     /// Objects copied.
     pub copied: u64,
     /// Objects already in place (same size and checksum, or a copy of this version).
@@ -218,7 +222,13 @@ pub async fn sync(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<SyncRe
     let (mut a, mut b) = (src.list(prefix), dst.list(prefix));
     let mut actions = Vec::new();
     let (mut x, mut y) = (a.try_next().await?, b.try_next().await?);
+    let mut source_objects = 0u64;
     loop {
+        if let (Some(s), _) = (&x, &y)
+            && y.as_ref().is_none_or(|d| s.key <= d.key)
+        {
+            source_objects += 1;
+        }
         match (&x, &y) {
             (None, None) => break,
             (Some(s), None) => {
@@ -319,12 +329,21 @@ pub async fn sync(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<SyncRe
     let mut failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     failed.sort();
     Ok(SyncReport {
+        source_objects,
         copied: copied.into_inner(),
         skipped: skipped.into_inner(),
         deleted: deleted.into_inner(),
         failed,
         bytes: bytes.into_inner(),
     })
+}
+
+impl SyncReport {
+    /// Whether every source object was compared and found in place (what a verification
+    /// must prove): none copied, none failed, and every listed source object skipped.
+    pub fn all_in_place(&self) -> bool {
+        self.failed.is_empty() && self.copied == 0 && self.skipped == self.source_objects
+    }
 }
 
 /// Whether `dst` already holds `src`'s object at `key` (their sizes are equal): the same

@@ -705,6 +705,7 @@ async fn sync(ctx: &Ctx, source: &str, destination: &str, opts: &SyncOptions) ->
     let r = migrate::sync(&src, &dst, opts).await?;
     let secs = started.elapsed().as_secs_f64();
     let report = json!({
+        "source_objects": r.source_objects,
         "copied": r.copied,
         "skipped": r.skipped,
         "deleted": r.deleted,
@@ -718,13 +719,15 @@ async fn sync(ctx: &Ctx, source: &str, destination: &str, opts: &SyncOptions) ->
         let verb = if opts.dry_run { "would copy" } else { "copied" };
         if opts.verify_only {
             println!(
-                "{} in place, {} differ or missing",
+                "{} source objects: {} in place, {} differ or missing",
+                r.source_objects,
                 r.skipped,
                 r.failed.len()
             );
         } else {
             println!(
-                "{verb} {} ({} bytes), skipped {}, deleted {}, failed {} in {secs:.1} s",
+                "{} source objects: {verb} {} ({} bytes), skipped {}, deleted {}, failed {} in {secs:.1} s",
+                r.source_objects,
                 r.copied,
                 r.bytes,
                 r.skipped,
@@ -736,7 +739,9 @@ async fn sync(ctx: &Ctx, source: &str, destination: &str, opts: &SyncOptions) ->
             println!("  {k}: {why}");
         }
     }
-    if !r.failed.is_empty() {
+    // A verification passes only if every source object was compared and found in place.
+    let incomplete = opts.verify_only && !r.all_in_place();
+    if !r.failed.is_empty() || incomplete {
         let (code, what) = if opts.verify_only {
             (4, "the stores differ")
         } else {

@@ -237,3 +237,91 @@ pub async fn eventually_no_uploads_left(store: &Store) -> bool {
     }
     false
 }
+
+/// One plain-HTTP request over a fresh connection, as a client other than cloudstore would
+/// send it (for writing objects to an emulator by its own wire format). Returns the status
+/// and the body.
+pub fn raw_http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("a plain http URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut conn = std::net::TcpStream::connect(host).expect("the emulator answers");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    conn.write_all(req.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let mut payload = answer[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        payload = dechunk(&payload);
+    }
+    (status, payload)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = String::from_utf8_lossy(&b[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+/// Percent-encodes a whole string for a URL query or a single path segment.
+pub fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Writes an object to fake-gcs-server with its own JSON API (a media upload), not
+/// through cloudstore.
+pub fn gcs_raw_put(bucket: &str, name: &str, body: &[u8]) {
+    let endpoint = env("CLOUDSTORE_TEST_GCS_ENDPOINT");
+    let url = format!(
+        "{endpoint}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
+        encode_component(name)
+    );
+    let (status, answer) = raw_http(
+        "POST",
+        &url,
+        &[("Content-Type", "application/octet-stream")],
+        body,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+}
