@@ -164,6 +164,18 @@ impl Store {
         self.key_policy
     }
 
+    /// The same store with `caps` declared for its backend (through
+    /// [`Declared`](crate::middleware::Declared)): features declared absent answer
+    /// `Unsupported` and declared limits are enforced before any request, for a service
+    /// that lacks what its protocol promises (an S3-compatible store without conditional
+    /// copies, say). Declare only less than the backend has: more is not created.
+    pub fn with_capabilities(&self, caps: Capabilities) -> Store {
+        Store {
+            backend: Arc::new(crate::middleware::Declared::new(self.backend.clone(), caps)),
+            ..self.clone()
+        }
+    }
+
     /// The transfer policy.
     pub fn transfer_config(&self) -> &crate::transfer::TransferConfig {
         &self.transfer.config

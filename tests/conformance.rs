@@ -1,9 +1,11 @@
 //! The conformance suite, once per backend: `cargo test --test conformance -- --list`
-//! shows `<backend>::<case>` for every case.
+//! shows `<backend>::<case>` for every case. Every backend runs as users get it, from
+//! `Store::from_url` with its middleware (the cloud stores' retry layer included); only
+//! `memory_minimal`, a backend declaring every optional feature absent, is built by hand.
 
 use std::sync::OnceLock;
 
-use cloudstore::{Backend, FsBackend, MemoryBackend, Store};
+use cloudstore::{MemoryBackend, Store, StoreOptions};
 
 /// One root shared by all fs cases of this run: every case works under its own prefix, so
 /// sharing the directory also exercises concurrent use of one root.
@@ -18,9 +20,28 @@ fn fs_root() -> &'static std::path::Path {
     .path()
 }
 
-cloudstore::conformance_tests!(memory, || async { Ok(Store::new(MemoryBackend::new())) });
+/// A store from a URL, as users get it, with the emulator's gaps declared on top.
+fn url_store(gaps: &str, url: &str, options: &StoreOptions) -> cloudstore::Result<Store> {
+    let store = Store::from_url(url, options)?;
+    let caps = emulator_gaps(gaps, store.capabilities().clone());
+    Ok(if &caps == store.capabilities() {
+        store
+    } else {
+        store.with_capabilities(caps)
+    })
+}
 
-cloudstore::conformance_tests!(fs, || async { Ok(Store::new(FsBackend::new(fs_root())?)) });
+cloudstore::conformance_tests!(memory, || async {
+    url_store("memory", "memory://", &StoreOptions::new())
+});
+
+cloudstore::conformance_tests!(fs, || async {
+    url_store(
+        "fs",
+        &format!("file://{}", fs_root().display()),
+        &StoreOptions::new(),
+    )
+});
 
 /// A backend that declares every optional feature absent and small limits: proves that each
 /// gated case checks the `Unsupported` answer instead of passing silently.
@@ -108,9 +129,7 @@ fn emulator_gaps(backend: &str, mut caps: cloudstore::Capabilities) -> cloudstor
 
 cloudstore::conformance_tests!(s3, || async {
     let bucket = required_env("CLOUDSTORE_TEST_S3_BUCKET")?;
-    let backend = cloudstore::S3Backend::new(&bucket, &cloudstore::StoreOptions::new())?;
-    let caps = emulator_gaps("s3", backend.capabilities().clone());
-    Ok(Store::new(backend.with_capabilities(caps)))
+    url_store("s3", &format!("s3://{bucket}"), &StoreOptions::new())
 });
 
 // moto's S3 server: the S3 target that keeps every key as given (SeaweedFS rewrites
@@ -120,18 +139,16 @@ cloudstore::conformance_tests!(s3_moto, || async {
     let (bucket, options) = match std::env::var("CLOUDSTORE_TEST_MOTO_ENDPOINT") {
         Err(_) if real_endpoints() => (
             required_env("CLOUDSTORE_TEST_S3_BUCKET")?,
-            cloudstore::StoreOptions::new(),
+            StoreOptions::new(),
         ),
         _ => (
             required_env("CLOUDSTORE_TEST_MOTO_BUCKET")?,
-            cloudstore::StoreOptions::new()
+            StoreOptions::new()
                 .with("endpoint", required_env("CLOUDSTORE_TEST_MOTO_ENDPOINT")?)
                 .with("allow_http", "true"),
         ),
     };
-    let backend = cloudstore::S3Backend::new(&bucket, &options)?;
-    let caps = emulator_gaps("s3_moto", backend.capabilities().clone());
-    Ok(Store::new(backend.with_capabilities(caps)))
+    url_store("s3_moto", &format!("s3://{bucket}"), &options)
 }, known_gaps: moto_defects());
 
 fn real_endpoints() -> bool {
@@ -157,14 +174,10 @@ const MOTO_DEFECTS: &[(&str, &str)] = &[
 
 cloudstore::conformance_tests!(azure, || async {
     let container = required_env("CLOUDSTORE_TEST_AZURE_CONTAINER")?;
-    let backend = cloudstore::AzureBackend::new(&container, &cloudstore::StoreOptions::new())?;
-    let caps = emulator_gaps("azure", backend.capabilities().clone());
-    Ok(Store::new(backend.with_capabilities(caps)))
+    url_store("azure", &format!("az://{container}"), &StoreOptions::new())
 });
 
 cloudstore::conformance_tests!(gcs, || async {
     let bucket = required_env("CLOUDSTORE_TEST_GCS_BUCKET")?;
-    let backend = cloudstore::GcsBackend::new(&bucket, &cloudstore::StoreOptions::new())?;
-    let caps = emulator_gaps("gcs", backend.capabilities().clone());
-    Ok(Store::new(backend.with_capabilities(caps)))
+    url_store("gcs", &format!("gs://{bucket}"), &StoreOptions::new())
 });

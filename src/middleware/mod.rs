@@ -7,16 +7,20 @@
 //! - [`MirrorBackend`]: dual writes to a primary and a secondary for a staged migration,
 //!   reads falling back to the secondary, a policy for a secondary outage and a repair.
 //! - [`RouterBackend`]: key prefixes routed to different backends, listings merged.
+//! - [`Declared`]: capabilities declared narrower than the backend's own, and enforced (a
+//!   service that lacks what its protocol promises).
 //!
 //! They stack: `Store::new(RetryBackend::new(Arc::new(Faults::new(inner)), policy))` tests
 //! the retries against injected faults.
 
+mod declared;
 #[cfg(feature = "faults")]
 mod faults;
 mod mirror;
 mod retry;
 mod router;
 
+pub use declared::Declared;
 #[cfg(feature = "faults")]
 pub use faults::{Chaos, Fault, FaultCounts, Faults, Rule};
 pub use mirror::{MirrorBackend, RepairReport, SecondaryFailure};
