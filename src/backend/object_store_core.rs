@@ -617,21 +617,6 @@ impl Core {
         })
     }
 
-    pub(crate) async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
-        let op = Op::CreateMultipart;
-        let p = path(op, self.name, key.as_str())?;
-        let o = object_store::PutMultipartOptions {
-            attributes: self.attributes_of(op, key, opts)?,
-            ..Default::default()
-        };
-        let id = self
-            .multipart
-            .create_multipart_opts(&p, o)
-            .await
-            .map_err(self.err(op, key.as_str()))?;
-        Ok(UploadId(id))
-    }
-
     pub(crate) async fn put_part(
         &self,
         key: &Key,
@@ -681,26 +666,6 @@ impl Core {
         self.head(key).await
     }
 
-    pub(crate) async fn abort(&self, key: &Key, upload: &UploadId) -> Result<()> {
-        let op = Op::AbortMultipart;
-        let p = path(op, self.name, key.as_str())?;
-        if self.check_upload_id(op, key, upload).is_err() {
-            return Ok(());
-        }
-        match self.multipart.abort_multipart(&p, &upload.0).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let mapped = map_error(self.name, op, key.as_str(), e);
-                // Aborting what is not there (any more) succeeds, as on every backend.
-                if mapped.kind() == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(mapped)
-                }
-            }
-        }
-    }
-
     /// An id with a `/`, a `?` or nothing in it was never issued by a service: no such
     /// upload, without asking (some services answer 400 instead of 404).
     pub(crate) fn check_upload_id(&self, op: Op, key: &Key, upload: &UploadId) -> Result<()> {
@@ -748,14 +713,6 @@ fn listed(name: &str, meta: Result<ObjectMeta>) -> Option<ObjectMeta> {
         tracing::warn!(backend = name, error = %e, "skipping an object whose name is not a valid key");
     })
     .ok()
-}
-
-/// True when parts are numbered 1, 2, ..., n.
-pub(crate) fn contiguous(parts: &[PartInfo]) -> bool {
-    parts
-        .iter()
-        .enumerate()
-        .all(|(i, p)| p.number.get() as usize == i + 1)
 }
 
 /// Sends a signed request built by hand (for the few operations `object_store` does not
