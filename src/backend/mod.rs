@@ -34,6 +34,8 @@ pub mod memory;
 mod object_store_core;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod wire;
 
 #[cfg(feature = "azure")]
 pub use azure::AzureBackend;

@@ -10,31 +10,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 use object_store::aws::{AwsAuthorizer, AwsCredential, AwsCredentialProvider};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::NAME;
-use crate::backend::http_status::{kind_for_status, provider_code};
-use crate::error::{Error, ErrorKind, Op, Result};
-use crate::object::Payload;
-
-/// What a key's path keeps: unreserved characters and `/`.
-const PATH: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-/// What a query value keeps: unreserved characters only (SigV4's canonical form).
-pub(super) const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Error bodies longer than this are cut before classification.
-const MAX_ERROR_BODY: usize = 64 * 1024;
+use crate::backend::wire::{self, Request};
+use crate::error::{Error, Op, Result};
 
 /// How requests reach one bucket and are signed.
 #[derive(Clone)]
@@ -68,80 +49,17 @@ impl fmt::Debug for Client {
 
 /// The path of `key` below the bucket, or why no HTTP path can name it.
 pub(super) fn key_path(key: &str) -> std::result::Result<String, String> {
-    let dots = key.split('/').any(|s| s == "." || s == "..");
     if key == "." || key == ".." {
         return Err(format!(
             "no HTTP path can name the key {key:?} (clients resolve it as a path segment)"
         ));
     }
-    let encoded = utf8_percent_encode(key, PATH).to_string();
-    Ok(if dots {
+    let encoded = wire::encode_path(key);
+    Ok(if key.split('/').any(|s| s == "." || s == "..") {
         encoded.replace('/', "%2F")
     } else {
         encoded
     })
-}
-
-/// A query string in SigV4's canonical encoding, in the order given.
-pub(super) fn query(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            if v.is_empty() && matches!(*k, "uploads" | "delete") {
-                (*k).to_string()
-            } else {
-                format!("{k}={}", utf8_percent_encode(v, STRICT))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// A request about to be signed and sent.
-pub(super) struct Request<'a> {
-    pub(super) op: Op,
-    /// The key (or prefix) errors name.
-    pub(super) key: &'a str,
-    pub(super) method: Method,
-    pub(super) url: url::Url,
-    pub(super) headers: HeaderMap,
-    pub(super) body: Option<Payload>,
-}
-
-impl<'a> Request<'a> {
-    pub(super) fn new(op: Op, key: &'a str, method: Method, url: url::Url) -> Self {
-        Request {
-            op,
-            key,
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body: None,
-        }
-    }
-
-    /// Adds a header; a value no header can carry is `InvalidInput`.
-    pub(super) fn header(mut self, name: &str, value: &str) -> Result<Self> {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            Error::invalid_input(self.op, NAME, format!("{name:?} cannot be a header name"))
-                .with_key(self.key)
-        })?;
-        let v = HeaderValue::from_str(value).map_err(|_| {
-            Error::invalid_input(
-                self.op,
-                NAME,
-                format!("the value of {name} cannot travel in a header"),
-            )
-            .with_key(self.key)
-        })?;
-        self.headers.append(n, v);
-        Ok(self)
-    }
-
-    pub(super) fn body(mut self, body: Payload) -> Self {
-        self.body = Some(body);
-        self
-    }
 }
 
 impl Client {
@@ -182,41 +100,28 @@ impl Client {
             .map_err(|e| super::super::object_store_core::map_error(NAME, op, key, e))
     }
 
-    /// Signs and sends `req`; a status outside 2xx is a typed error.
-    pub(super) async fn send(&self, req: Request<'_>) -> Result<reqwest::Response> {
-        let Request {
-            op,
-            key,
-            method,
-            url,
-            mut headers,
-            body,
-        } = req;
-        let chunks = body.map(Payload::into_chunks);
-        if let Some(c) = &chunks {
-            let len: usize = c.iter().map(Bytes::len).sum();
-            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
-        for (n, v) in &self.encryption {
-            if matches!(method, Method::PUT | Method::POST) {
-                headers.insert(n.clone(), v.clone());
+    /// Signs and sends `req`; a status outside 2xx (but 304) is a typed error.
+    pub(super) async fn send(&self, mut req: Request<'_>) -> Result<reqwest::Response> {
+        if matches!(req.method, Method::PUT | Method::POST) {
+            for (n, v) in &self.encryption {
+                req.headers.insert(n.clone(), v.clone());
             }
         }
-        if let Some(credential) = self.credential(op, key).await? {
+        let mut headers = wire::with_length(std::mem::take(&mut req.headers), req.body.as_ref());
+        if let Some(credential) = self.credential(req.op, req.key).await? {
+            let (op, key) = (req.op, req.key);
             let mut signed = http::Request::builder()
-                .method(method.clone())
-                .uri(url.as_str())
+                .method(req.method.clone())
+                .uri(req.url.as_str())
                 .body(object_store::client::HttpRequestBody::empty())
                 .map_err(|e| {
                     Error::invalid_input(op, NAME, format!("not a valid request: {e}"))
                         .with_key(key)
                 })?;
             *signed.headers_mut() = headers;
-            let digest = match (&chunks, self.sign_payload) {
-                (_, false) => None,
-                (Some(c), true) => Some(sha256(c)),
-                (None, true) => Some(sha256(&[])),
-            };
+            let digest = self
+                .sign_payload
+                .then(|| sha256(req.body.as_ref().map_or(&[][..], |b| b.chunks())));
             AwsAuthorizer::new(&credential, "s3", &self.region)
                 .with_sign_payload(self.sign_payload)
                 .with_request_payer(self.request_payer)
@@ -224,20 +129,7 @@ impl Client {
                 .map_err(|e| super::super::object_store_core::map_error(NAME, op, key, e))?;
             headers = std::mem::take(signed.headers_mut());
         }
-        let mut builder = self.http.request(method, url).headers(headers);
-        builder = match chunks {
-            None => builder,
-            Some(mut c) if c.len() <= 1 => builder.body(c.pop().unwrap_or_default()),
-            Some(c) => builder.body(reqwest::Body::wrap_stream(futures::stream::iter(
-                c.into_iter().map(Ok::<_, std::io::Error>),
-            ))),
-        };
-        let resp = builder.send().await.map_err(|e| transport(op, key, &e))?;
-        let status = resp.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(resp);
-        }
-        Err(status_error(op, key, status, resp).await)
+        req.send(&self.http, headers).await
     }
 }
 
@@ -248,59 +140,6 @@ fn sha256(chunks: &[Bytes]) -> ring::digest::Digest {
         ctx.update(c);
     }
     ctx.finish()
-}
-
-/// A failure before any answer: the connection, the time limit.
-pub(super) fn transport(op: Op, key: &str, e: &reqwest::Error) -> Error {
-    let kind = if e.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Other
-    };
-    let mut text = e.to_string();
-    if let Some(src) = std::error::Error::source(e) {
-        text = format!("{text}: {src}");
-    }
-    Error::new(
-        kind,
-        op,
-        NAME,
-        format!(
-            "request failed: {}",
-            crate::backend::http_status::scrub(&text)
-        ),
-    )
-    .with_key(key)
-    .with_retryable(true)
-}
-
-/// The typed error of an answer outside 2xx: the status and the provider's code, never the
-/// body (services echo what was signed).
-async fn status_error(op: Op, key: &str, status: u16, resp: reqwest::Response) -> Error {
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    use futures::StreamExt;
-    while let Some(Ok(chunk)) = stream.next().await {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_ERROR_BODY {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&body);
-    let (kind, retryable) = kind_for_status(status, &text);
-    Error::new(
-        kind,
-        op,
-        NAME,
-        format!("HTTP {status}{}", provider_code(&text)),
-    )
-    .with_key(key)
-    .with_retryable(retryable)
-}
-
-/// Reads a whole (small) answer body.
-pub(super) async fn body_of(op: Op, key: &str, resp: reqwest::Response) -> Result<Bytes> {
-    resp.bytes().await.map_err(|e| transport(op, key, &e))
 }
 
 #[cfg(test)]
@@ -332,14 +171,5 @@ mod tests {
                 .unwrap();
             assert_eq!(decoded, key);
         }
-    }
-
-    #[test]
-    fn query_values_are_strictly_encoded() {
-        assert_eq!(
-            query(&[("list-type", "2"), ("prefix", "a b+c/ü")]),
-            "list-type=2&prefix=a%20b%2Bc%2F%C3%BC"
-        );
-        assert_eq!(query(&[("uploads", ""), ("prefix", "")]), "uploads&prefix=");
     }
 }

@@ -42,7 +42,8 @@ use futures::StreamExt;
 use http::Method;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
-use self::client::{Client, Request, body_of, query};
+use self::client::Client;
+use super::wire::{self, Request, garbage, header, query, quoted};
 use super::{Backend, Capabilities};
 use crate::config::StoreOptions;
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -271,173 +272,6 @@ fn encryption_headers(b: &AmazonS3Builder) -> Result<Vec<(http::HeaderName, http
     Ok(out)
 }
 
-/// The condition headers of a write.
-fn with_condition<'a>(req: Request<'a>, mode: &PutMode) -> Result<Request<'a>> {
-    crate::attributes::check_mode(mode)
-        .map_err(|m| Error::invalid_input(req.op, NAME, m).with_key(req.key))?;
-    match mode {
-        PutMode::Overwrite => Ok(req),
-        PutMode::Create => req.header("if-none-match", "*"),
-        PutMode::IfMatch(etag) => req.header("if-match", etag),
-    }
-}
-
-/// Content type and user metadata as headers (values encoded, see [`crate::attributes`]).
-fn with_attributes<'a>(mut req: Request<'a>, opts: &PutOptions) -> Result<Request<'a>> {
-    if let Some(ct) = &opts.content_type {
-        if ct.trim() != ct {
-            return Err(Error::invalid_input(
-                req.op,
-                NAME,
-                "the content type cannot travel in a header",
-            )
-            .with_key(req.key));
-        }
-        req = req.header("content-type", ct)?;
-    }
-    for (name, value) in &opts.metadata {
-        let encoded = crate::attributes::encode_header_value(value);
-        req = req.header(&format!("x-amz-meta-{name}"), &encoded)?;
-    }
-    Ok(req)
-}
-
-/// The errors of a failed conditional write, the same on every backend: `Create` over an
-/// object is `AlreadyExists`; `IfMatch` over no object is `PreconditionFailed`.
-fn condition_error(e: Error, mode: &PutMode) -> Error {
-    match mode {
-        PutMode::Create
-            if matches!(
-                e.kind(),
-                ErrorKind::PreconditionFailed | ErrorKind::AlreadyExists
-            ) =>
-        {
-            Error::already_exists(e.op(), NAME, e.key().unwrap_or_default())
-        }
-        PutMode::IfMatch(_)
-            if e.kind() == ErrorKind::NotFound && !e.message().contains("NoSuchBucket") =>
-        {
-            Error::new(
-                ErrorKind::PreconditionFailed,
-                e.op(),
-                NAME,
-                "no object exists, the write required an ETag",
-            )
-            .with_key(e.key().unwrap_or_default())
-        }
-        _ => e,
-    }
-}
-
-fn header<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// ETags in one form everywhere: quoted.
-fn quoted(etag: Option<&str>) -> Option<String> {
-    super::object_store_core::quoted_etag(etag.map(str::to_string))
-}
-
-/// The object's metadata from the headers of a GET or HEAD answer.
-fn meta_from_headers(key: &Key, headers: &http::HeaderMap, size: u64) -> ObjectMeta {
-    let mut metadata = Metadata::new();
-    for (name, value) in headers {
-        if let Some(n) = name.as_str().strip_prefix("x-amz-meta-") {
-            metadata.insert(
-                n.to_string(),
-                crate::attributes::decode_header_value(value.as_bytes()),
-            );
-        }
-    }
-    let last_modified = header(headers, "last-modified")
-        .and_then(|t| chrono::DateTime::parse_from_rfc2822(t).ok())
-        .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    ObjectMeta {
-        key: key.clone(),
-        size,
-        etag: quoted(header(headers, "etag")),
-        last_modified,
-        version: header(headers, "x-amz-version-id").map(str::to_string),
-        content_type: header(headers, "content-type").map(str::to_string),
-        metadata,
-        crc32c: None,
-        source_etag: None,
-    }
-}
-
-fn garbage(op: Op, key: &str, what: &str) -> Error {
-    Error::new(ErrorKind::Other, op, NAME, what.to_string())
-        .with_key(key)
-        .with_retryable(true)
-}
-
-/// The byte range a GET answer holds, from its `content-range` (or the whole object), and
-/// the object's size.
-fn served_range(
-    op: Op,
-    key: &str,
-    headers: &http::HeaderMap,
-    partial: bool,
-) -> Result<(std::ops::Range<u64>, u64)> {
-    let length = header(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    if !partial {
-        let size = length.ok_or_else(|| garbage(op, key, "an answer without a content length"))?;
-        return Ok((0..size, size));
-    }
-    let cr = header(headers, "content-range")
-        .ok_or_else(|| garbage(op, key, "a partial answer without a content range"))?;
-    let parse = || -> Option<(u64, u64, u64)> {
-        let rest = cr.strip_prefix("bytes ")?;
-        let (range, total) = rest.split_once('/')?;
-        let (a, b) = range.split_once('-')?;
-        Some((a.parse().ok()?, b.parse().ok()?, total.parse().ok()?))
-    };
-    let (start, last, total) =
-        parse().ok_or_else(|| garbage(op, key, "an unreadable content range"))?;
-    if last < start || last >= total || length.is_some_and(|l| l != last - start + 1) {
-        return Err(garbage(op, key, "an inconsistent content range"));
-    }
-    Ok((start..last + 1, total))
-}
-
-/// A body that must hold exactly `len` bytes: fewer or more is an error, never short or
-/// long data.
-fn exact_body(op: Op, key: &str, resp: reqwest::Response, len: u64) -> crate::object::ByteStream {
-    let key = key.to_string();
-    let inner = resp.bytes_stream().boxed();
-    futures::stream::unfold(Some((inner, 0u64)), move |state| {
-        let key = key.clone();
-        async move {
-            let (mut inner, seen) = state?;
-            match inner.next().await {
-                Some(Ok(chunk)) => {
-                    let seen = seen + chunk.len() as u64;
-                    if seen > len {
-                        let e = garbage(op, &key, "the body is longer than its length");
-                        return Some((Err(e), None));
-                    }
-                    Some((Ok(chunk), Some((inner, seen))))
-                }
-                Some(Err(e)) => Some((Err(client::transport(op, &key, &e)), None)),
-                None if seen == len => None,
-                None => {
-                    let e = Error::new(
-                        ErrorKind::Other,
-                        op,
-                        NAME,
-                        format!("the body ended after {seen} of {len} bytes"),
-                    )
-                    .with_key(key.as_str())
-                    .with_retryable(true);
-                    Some((Err(e), None))
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
 /// CRC64-NVME of the chunks, as S3's checksum header carries it.
 fn crc64nvme(chunks: &[Bytes]) -> String {
     use base64::Engine;
@@ -446,24 +280,6 @@ fn crc64nvme(chunks: &[Bytes]) -> String {
         digest.update(c);
     }
     base64::prelude::BASE64_STANDARD.encode(digest.finalize().to_be_bytes())
-}
-
-/// S3 may answer CompleteMultipartUpload and copies with a 200 whose body is an error
-/// document: that is a failure (retryable unless its code says otherwise).
-fn error_in_200(op: Op, key: &Key, body: &[u8], what: &str) -> Result<()> {
-    let text = String::from_utf8_lossy(body);
-    if !text.contains("<Error>") {
-        return Ok(());
-    }
-    let (kind, retryable) = super::http_status::kind_for_status(200, &text);
-    Err(Error::new(
-        kind,
-        op,
-        NAME,
-        format!("{what}{}", super::http_status::provider_code(&text)),
-    )
-    .with_key(key.as_str())
-    .with_retryable(retryable || kind == ErrorKind::Other))
 }
 
 /// An id with a `/`, a `?` or nothing in it was never issued by a service: no such
@@ -490,14 +306,19 @@ impl S3Backend {
         q: Option<&str>,
     ) -> Result<Request<'a>> {
         let url = self.client.object_url(op, key.as_str(), q)?;
-        Ok(Request::new(op, key.as_str(), method, url))
+        Ok(Request::new(NAME, op, key.as_str(), method, url))
     }
 
     async fn put_object(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
         let op = Op::Put;
         let size = data.len();
         let mut req = self.request(op, key, Method::PUT, None)?;
-        req = with_attributes(with_condition(req, &opts.mode)?, opts)?;
+        req = req.condition(&opts.mode)?.attributes(
+            opts,
+            "content-type",
+            "x-amz-meta-",
+            str::to_string,
+        )?;
         if self.checksum {
             req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(data.chunks()))?;
         }
@@ -506,7 +327,7 @@ impl S3Backend {
             .client
             .send(req)
             .await
-            .map_err(|e| condition_error(e, &opts.mode))?;
+            .map_err(|e| wire::condition_error(NAME, e, &opts.mode))?;
         let headers = resp.headers().clone();
         Ok(ObjectMeta {
             key: key.clone(),
@@ -536,16 +357,11 @@ impl S3Backend {
         if let Some(e) = &opts.if_none_match {
             req = req.header("if-none-match", e)?;
         }
-        let http_date = |t: SystemTime| {
-            chrono::DateTime::<chrono::Utc>::from(t)
-                .format("%a, %d %b %Y %H:%M:%S GMT")
-                .to_string()
-        };
         if let Some(t) = opts.if_modified_since {
-            req = req.header("if-modified-since", &http_date(t))?;
+            req = req.header("if-modified-since", &wire::http_date(t))?;
         }
         if let Some(t) = opts.if_unmodified_since {
-            req = req.header("if-unmodified-since", &http_date(t))?;
+            req = req.header("if-unmodified-since", &wire::http_date(t))?;
         }
         let resp = match self.client.send(req).await {
             Ok(r) => r,
@@ -570,38 +386,17 @@ impl S3Backend {
         }
         let partial = resp.status().as_u16() == 206;
         let headers = resp.headers().clone();
-        let (range, size) = served_range(op, key.as_str(), &headers, partial)?;
-        if let Some(want) = &opts.range {
-            match want.resolve(size) {
-                // Unsatisfiable however the service answered it (some serve an empty
-                // object's suffix range whole): the same error on every backend.
-                Err(m) => {
-                    return Err(Error::invalid_input(op, NAME, m).with_key(key.as_str()));
-                }
-                Ok(r) if r != range => {
-                    return Err(garbage(
-                        op,
-                        key.as_str(),
-                        "the service answered another range than the one asked for",
-                    ));
-                }
-                Ok(_) => {}
-            }
-        }
-        if let Some(want) = &opts.if_match
-            && quoted(Some(want)) != quoted(header(&headers, "etag"))
-        {
-            // The service ignored the condition: the object is another version.
-            return Err(Error::new(
-                ErrorKind::PreconditionFailed,
-                op,
-                NAME,
-                "the answer is of another version than the one required",
-            )
-            .with_key(key.as_str()));
-        }
-        let meta = meta_from_headers(key, &headers, size);
-        let body = exact_body(op, key.as_str(), resp, range.end - range.start);
+        let (range, size) = wire::served_range(NAME, op, key.as_str(), &headers, partial)?;
+        wire::check_served(NAME, op, key.as_str(), opts, &headers, &range, size)?;
+        let meta = wire::meta_from_headers(
+            key,
+            &headers,
+            size,
+            "x-amz-meta-",
+            str::to_string,
+            "x-amz-version-id",
+        );
+        let body = wire::exact_body(NAME, op, key.as_str(), resp, range.end - range.start);
         Ok(GetResult { meta, range, body })
     }
 
@@ -613,8 +408,15 @@ impl S3Backend {
                 let headers = resp.headers();
                 let size = header(headers, "content-length")
                     .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| garbage(op, key.as_str(), "an answer without a length"))?;
-                Ok(meta_from_headers(key, headers, size))
+                    .ok_or_else(|| garbage(NAME, op, key.as_str(), "an answer without a length"))?;
+                Ok(wire::meta_from_headers(
+                    key,
+                    headers,
+                    size,
+                    "x-amz-meta-",
+                    str::to_string,
+                    "x-amz-version-id",
+                ))
             }
             // A HEAD answer has no body, so a 403 cannot say whether the credentials are
             // wrong or only not allowed: a one-byte GET tells.
@@ -647,9 +449,9 @@ impl S3Backend {
         let url = self.client.bucket_url(op, &req.prefix, &query(&pairs))?;
         let resp = self
             .client
-            .send(Request::new(op, &req.prefix, Method::GET, url))
+            .send(Request::new(NAME, op, &req.prefix, Method::GET, url))
             .await?;
-        let body = body_of(op, &req.prefix, resp).await?;
+        let body = wire::body_of(NAME, op, &req.prefix, resp).await?;
         let parsed: xml::ListBucketResult = xml::parse(op, &req.prefix, &body, "ListObjectsV2")?;
         let encoded = parsed
             .encoding_type
@@ -657,7 +459,7 @@ impl S3Backend {
             .is_some_and(|e| e.eq_ignore_ascii_case("url"));
         let name = |raw: &str| {
             xml::listed_key(raw, encoded)
-                .ok_or_else(|| garbage(op, &req.prefix, "a listed key that does not decode"))
+                .ok_or_else(|| garbage(NAME, op, &req.prefix, "a listed key that does not decode"))
         };
         let mut objects = Vec::with_capacity(parsed.contents.len());
         for c in parsed.contents {
@@ -701,7 +503,7 @@ impl S3Backend {
         let put_mode = mode.as_put_mode();
         let mut req = self.request(op, to, Method::PUT, None)?;
         req = req.header("x-amz-copy-source", &self.copy_source(op, from)?)?;
-        req = with_condition(req, &put_mode)?;
+        req = req.condition(&put_mode)?;
         let resp = match self.client.send(req).await {
             Ok(r) => r,
             // A missing source is named by the source key.
@@ -711,10 +513,10 @@ impl S3Backend {
                         .with_key(from.as_str()),
                 );
             }
-            Err(e) => return Err(condition_error(e, &put_mode)),
+            Err(e) => return Err(wire::condition_error(NAME, e, &put_mode)),
         };
-        let body = body_of(op, to.as_str(), resp).await?;
-        error_in_200(op, to, &body, "copy failed")?;
+        let body = wire::body_of(NAME, op, to.as_str(), resp).await?;
+        wire::error_in_200(NAME, op, to, &body, "copy failed")?;
         self.head_object(to).await.map_err(|e| e.with_op(op))
     }
 
@@ -789,8 +591,8 @@ impl S3Backend {
             req = req.header("x-amz-copy-source-if-match", e)?;
         }
         let resp = self.client.send(req).await?;
-        let body = body_of(op, to.as_str(), resp).await?;
-        error_in_200(op, to, &body, "part copy failed")?;
+        let body = wire::body_of(NAME, op, to.as_str(), resp).await?;
+        wire::error_in_200(NAME, op, to, &body, "part copy failed")?;
         let result: xml::CopyPartResult = xml::parse(op, to.as_str(), &body, "UploadPartCopy")?;
         Ok(PartInfo {
             number: PartNumber::new(number)?,
@@ -802,7 +604,7 @@ impl S3Backend {
     async fn create_upload(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
         let op = Op::CreateMultipart;
         let mut req = self.request(op, key, Method::POST, Some("uploads"))?;
-        req = with_attributes(req, opts)?;
+        req = req.attributes(opts, "content-type", "x-amz-meta-", str::to_string)?;
         if self.checksum {
             req = req.header("x-amz-checksum-algorithm", "CRC64NVME")?;
         }
@@ -810,7 +612,7 @@ impl S3Backend {
             .client
             .send(req.body(Payload::from(Bytes::new())))
             .await?;
-        let body = body_of(op, key.as_str(), resp).await?;
+        let body = wire::body_of(NAME, op, key.as_str(), resp).await?;
         let r: xml::InitiateMultipartUploadResult =
             xml::parse(op, key.as_str(), &body, "CreateMultipartUpload")?;
         Ok(UploadId(r.upload_id))
@@ -835,7 +637,7 @@ impl S3Backend {
         let resp = self.client.send(req.body(data)).await?;
         let headers = resp.headers();
         let etag = header(headers, "etag")
-            .ok_or_else(|| garbage(op, key.as_str(), "a part answer without an ETag"))?;
+            .ok_or_else(|| garbage(NAME, op, key.as_str(), "a part answer without an ETag"))?;
         let crc = self
             .checksum
             .then(|| header(headers, "x-amz-checksum-crc64nvme"))
@@ -859,16 +661,18 @@ impl S3Backend {
         check_upload_id(op, key, upload)?;
         let q = query(&[("uploadId", &upload.0)]);
         let doc = xml::complete_document(parts.iter().map(|p| (p.number.get(), p.etag.as_str())));
-        let req = with_condition(self.request(op, key, Method::POST, Some(&q))?, mode)?
+        let req = self
+            .request(op, key, Method::POST, Some(&q))?
+            .condition(mode)?
             .header("content-type", "application/xml")?
             .body(Payload::from(Bytes::from(doc)));
         let resp = self
             .client
             .send(req)
             .await
-            .map_err(|e| condition_error(e, mode))?;
-        let body = body_of(op, key.as_str(), resp).await?;
-        error_in_200(op, key, &body, "completion failed")?;
+            .map_err(|e| wire::condition_error(NAME, e, mode))?;
+        let body = wire::body_of(NAME, op, key.as_str(), resp).await?;
+        wire::error_in_200(NAME, op, key, &body, "completion failed")?;
         self.head_object(key).await.map_err(|e| e.with_op(op))
     }
 
@@ -1027,9 +831,9 @@ impl Backend for S3Backend {
             let url = self.client.bucket_url(op, prefix, &query(&pairs))?;
             let resp = self
                 .client
-                .send(Request::new(op, prefix, Method::GET, url))
+                .send(Request::new(NAME, op, prefix, Method::GET, url))
                 .await?;
-            let body = body_of(op, prefix, resp).await?;
+            let body = wire::body_of(NAME, op, prefix, resp).await?;
             let parsed: xml::ListUploadsResult =
                 xml::parse(op, prefix, &body, "ListMultipartUploads")?;
             let encoded = parsed
@@ -1037,8 +841,9 @@ impl Backend for S3Backend {
                 .as_deref()
                 .is_some_and(|e| e.eq_ignore_ascii_case("url"));
             for u in parsed.upload {
-                let name = xml::listed_key(&u.key, encoded)
-                    .ok_or_else(|| garbage(op, prefix, "a listed key that does not decode"))?;
+                let name = xml::listed_key(&u.key, encoded).ok_or_else(|| {
+                    garbage(NAME, op, prefix, "a listed key that does not decode")
+                })?;
                 out.push(MultipartUploadInfo {
                     key: Key::new(name).map_err(|e| e.with_op(op))?,
                     upload_id: UploadId(u.upload_id),

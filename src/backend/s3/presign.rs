@@ -11,7 +11,7 @@ use object_store::aws::AwsCredential;
 use percent_encoding::utf8_percent_encode;
 use ring::{digest, hmac};
 
-use super::client::STRICT;
+use crate::backend::wire::STRICT;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
