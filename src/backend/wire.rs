@@ -364,6 +364,7 @@ pub(crate) fn served_range(
     key: &str,
     headers: &HeaderMap,
     partial: bool,
+    want: Option<&crate::object::ByteRange>,
 ) -> Result<(std::ops::Range<u64>, u64)> {
     let length = header(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     if !partial {
@@ -373,6 +374,15 @@ pub(crate) fn served_range(
     }
     let cr = header(headers, "content-range")
         .ok_or_else(|| garbage(backend, op, key, "a partial answer without a content range"))?;
+    // Some services answer an unsatisfiable range with a 206 that names no bytes
+    // (`bytes */0`, `bytes 10-9/10`): the object's size is all the answer says.
+    if let (Some(want), Some(total)) = (
+        want,
+        cr.rsplit_once('/').and_then(|(_, t)| t.parse::<u64>().ok()),
+    ) && let Err(m) = want.resolve(total)
+    {
+        return Err(Error::invalid_input(op, backend, m).with_key(key));
+    }
     let parse = || -> Option<(u64, u64, u64)> {
         let rest = cr.strip_prefix("bytes ")?;
         let (range, total) = rest.split_once('/')?;

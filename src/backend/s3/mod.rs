@@ -386,7 +386,14 @@ impl S3Backend {
         }
         let partial = resp.status().as_u16() == 206;
         let headers = resp.headers().clone();
-        let (range, size) = wire::served_range(NAME, op, key.as_str(), &headers, partial)?;
+        let (range, size) = wire::served_range(
+            NAME,
+            op,
+            key.as_str(),
+            &headers,
+            partial,
+            opts.range.as_ref(),
+        )?;
         wire::check_served(NAME, op, key.as_str(), opts, &headers, &range, size)?;
         let meta = wire::meta_from_headers(
             key,
