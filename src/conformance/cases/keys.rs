@@ -51,6 +51,30 @@ async fn raw_round_trip(s: &Store, names: &[&str]) -> CaseResult {
         };
         ensure!(seen, "{k:?} missing from the delimited listing {top:?}");
     }
+    // A presigned GET of each name, fetched without credentials, serves its bytes.
+    if s.capabilities().presign {
+        let http = reqwest::Client::new();
+        for (i, k) in names.iter().enumerate() {
+            let signed = s
+                .presign(PresignMethod::Get, k, std::time::Duration::from_secs(300))
+                .await?;
+            let resp = http
+                .get(signed.url.clone())
+                .send()
+                .await
+                .map_err(|e| Failure(format!("presigned GET of {k:?}: {}", e.without_url())))?;
+            ensure_eq!(
+                resp.status().as_u16(),
+                200,
+                format!("status of a presigned GET of {k:?}")
+            );
+            let got = resp
+                .bytes()
+                .await
+                .map_err(|e| Failure(format!("presigned body of {k:?}: {}", e.without_url())))?;
+            ensure_eq!(got, data(17, i as u64), format!("presigned body of {k:?}"));
+        }
+    }
     // Server-side copies and multipart uploads keep the names too.
     for (i, k) in names.iter().enumerate() {
         let to = format!("{k}~copy");
