@@ -253,7 +253,9 @@ async fn writes_leave_no_temporary_files_even_when_they_fail() {
         .put_opts("a/b", "y", &PutOptions::if_match("\"stale\""))
         .await
         .unwrap_err();
-    f.store.put("a/b/c", "conflict").await.unwrap_err();
+    // (An object and keys below it coexist: `a/b` moves into its directory.)
+    f.store.put("a/b/c", "below").await.unwrap();
+    assert_eq!(f.store.get_bytes("a/b").await.unwrap(), "x");
     f.store.copy_if_absent("a/b", "a/b").await.unwrap_err();
     let id = f
         .store
@@ -285,7 +287,7 @@ async fn writes_leave_no_temporary_files_even_when_they_fail() {
             .into_iter()
             .filter(|p| !p.starts_with(".cloudstore"))
             .collect::<Vec<_>>(),
-        vec!["a/b", "m"]
+        vec!["a/b/%self", "a/b/c", "m"]
     );
 }
 
@@ -435,4 +437,57 @@ async fn puts_survive_concurrent_deletes_pruning_their_directory() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
+}
+
+/// An object and keys below it coexist: the object moves into its directory as `%self`,
+/// keeping its bytes, attributes and ETag, lists in key order, and leaves it on delete.
+#[tokio::test]
+async fn an_object_and_keys_below_it_coexist() {
+    let f = fixture();
+    let opts = PutOptions::default()
+        .with_content_type("text/plain")
+        .with_metadata("k", "v");
+    let a = f.store.put_opts("a", "object a", &opts).await.unwrap();
+    f.store.put("a/b", "below").await.unwrap();
+    assert!(f.root.join("a/%self").is_file());
+    let head = f.store.head("a").await.unwrap();
+    assert_eq!(head.etag, a.etag, "the move keeps the ETag");
+    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(head.metadata.get("k").map(String::as_str), Some("v"));
+    assert_eq!(f.store.get_bytes("a").await.unwrap(), "object a");
+    // Conditions keep working on the moved object.
+    f.store
+        .put_opts("a", "object a2", &PutOptions::if_match(a.etag.unwrap()))
+        .await
+        .unwrap();
+    f.store
+        .put_opts("a", "x", &PutOptions::create())
+        .await
+        .unwrap_err();
+    // The other way round: a directory first, then the object.
+    f.store.put("c/d", "below").await.unwrap();
+    f.store.put("c", "object c").await.unwrap();
+    f.store.put("a-b", "sibling").await.unwrap();
+    let keys: Vec<String> = f
+        .store
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.into_string())
+        .collect();
+    assert_eq!(keys, ["a", "a-b", "a/b", "c", "c/d"]);
+    let top = f.store.list_with_delimiter(None).await.unwrap();
+    let objects: Vec<&str> = top.objects.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(objects, ["a", "a-b", "c"]);
+    assert_eq!(top.common_prefixes, ["a/", "c/"]);
+    // Deleting the children leaves the object; deleting it leaves nothing.
+    f.store.delete("a/b").await.unwrap();
+    assert_eq!(f.store.get_bytes("a").await.unwrap(), "object a2");
+    f.store.delete("a").await.unwrap();
+    assert!(!f.root.join("a").exists());
+    assert_eq!(
+        f.store.head("a").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }

@@ -82,14 +82,34 @@ impl Layout {
     }
 
     /// The path of an object's file: the key must fit this backend, and no existing
-    /// component of the path may be a symbolic link.
+    /// component of the path may be a symbolic link. Where keys under `key/` made the
+    /// key's own path a directory, the object is that directory's [`super::names::SELF`].
     pub(super) fn object_path(&self, op: Op, key: &Key) -> Result<PathBuf> {
         let names = super::names::encode_all(key.as_str())
             .map_err(|problem| Error::invalid_input(op, NAME, problem).with_key(key.as_str()))?;
         let mut path = self.root.clone();
         path.extend(names.iter().map(|n| n.as_ref()));
         self.refuse_symlinks(op, key.as_str(), &path)?;
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            path.push(super::names::SELF);
+        }
         Ok(path)
+    }
+
+    /// The paths of `key`'s ancestors (`a` and `a/b` for `a/b/c`), nearest last, with
+    /// their keys.
+    pub(super) fn ancestors(&self, key: &Key) -> Vec<(String, PathBuf)> {
+        let Ok(names) = super::names::encode_all(key.as_str()) else {
+            return Vec::new();
+        };
+        let segments: Vec<&str> = key.segments().collect();
+        let mut path = self.root.clone();
+        let mut out = Vec::new();
+        for i in 0..names.len().saturating_sub(1) {
+            path.push(names[i].as_ref());
+            out.push((segments[..=i].join("/"), path.clone()));
+        }
+        out
     }
 
     /// The directory holding the keys that start with `dirs/`, or `None` if no storable

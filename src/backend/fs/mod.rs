@@ -40,8 +40,9 @@
 //!
 //! # Limits
 //!
-//! A directory cannot also be a file, so an object `a` and an object `a/b` cannot coexist:
-//! the second write answers `Unsupported` ([`Capabilities::object_and_children`] is false).
+//! A directory cannot also be a file: where an object `a` and keys under `a/` coexist, the
+//! directory `a` holds the object as `a/%self` (moved there, ETag kept, when the first key
+//! under it is written; a reader in another process at that instant may miss it once).
 //! Each key segment must fit a file name: at most [`MAX_SEGMENT_LEN`] bytes
 //! ([`Capabilities::max_key_segment_len`]). Listing a prefix that no storable key can have
 //! returns nothing. Multipart uploads follow S3's limits by default, like the memory backend.
@@ -121,7 +122,7 @@ struct UploadManifest {
 fn fs_capabilities(caps: Capabilities) -> Capabilities {
     Capabilities {
         presign: false,
-        object_and_children: false,
+        object_and_children: true,
         max_key_segment_len: Some(
             caps.max_key_segment_len
                 .map_or(MAX_SEGMENT_LEN, |n| n.min(MAX_SEGMENT_LEN)),
@@ -405,14 +406,76 @@ impl Inner {
                     io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory
                 ) =>
             {
-                Err(conflict(
-                    op,
-                    key,
-                    "an object exists at a prefix of this key",
-                ))
+                // An object exists at a prefix of this key: it moves into the directory
+                // its name becomes, as that directory's `%self`.
+                for (ancestor, at) in self.layout.ancestors(key) {
+                    if fs::symlink_metadata(&at).is_ok_and(|m| m.is_file()) {
+                        self.make_directory(op, key, &ancestor, &at)?;
+                    }
+                }
+                fs::create_dir_all(parent)
+                    .map_err(|e| Error::from_io(op, NAME, e).with_key(key.as_str()))
             }
             Err(e) => Err(Error::from_io(op, NAME, e).with_key(key.as_str())),
         }
+    }
+
+    /// Turns the file of object `ancestor` at `at` into a directory holding it as
+    /// `%self`, under the ancestor's lock. The move keeps the file (inode, time, size: its
+    /// ETag); a reader in another process opening it at that instant may miss it.
+    fn make_directory(&self, op: Op, key: &Key, ancestor: &str, at: &Path) -> Result<()> {
+        let io_err = |e: io::Error| Error::from_io(op, NAME, e).with_key(key.as_str());
+        let ancestor = Key::new(ancestor)?;
+        let lock = self.stripes.get(&ancestor);
+        // The writer holds its own key's stripe already; another is waited for, briefly,
+        // so that two such moves can never wait on each other for good.
+        let _guard = if std::ptr::eq(lock, self.stripes.get(key)) {
+            None
+        } else {
+            let mut tries = 0;
+            loop {
+                match lock.try_write() {
+                    Ok(g) => break Some(g),
+                    Err(std::sync::TryLockError::Poisoned(p)) => break Some(p.into_inner()),
+                    Err(std::sync::TryLockError::WouldBlock) if tries < 2000 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(_) => {
+                        return Err(Error::new(
+                            ErrorKind::Other,
+                            op,
+                            NAME,
+                            "another write holds the object at a prefix of this key",
+                        )
+                        .with_key(key.as_str())
+                        .with_retryable(true));
+                    }
+                }
+            }
+        };
+        if !fs::symlink_metadata(at).is_ok_and(|m| m.is_file()) {
+            return Ok(()); // Another writer moved it meanwhile.
+        }
+        let aside = self
+            .layout
+            .state("tmp")
+            .join(format!("{}.self", uuid::Uuid::new_v4().simple()));
+        fs::rename(at, &aside).map_err(io_err)?;
+        if let Err(e) = fs::create_dir(at) {
+            let _ = fs::rename(&aside, at);
+            return Err(io_err(e));
+        }
+        if let Err(e) = fs::rename(&aside, at.join(names::SELF)) {
+            let _ = fs::remove_dir(at);
+            let _ = fs::rename(&aside, at);
+            return Err(io_err(e));
+        }
+        self.layout.sync_dir(at);
+        if let Some(parent) = at.parent() {
+            self.layout.sync_dir(parent);
+        }
+        Ok(())
     }
 
     /// Removes now-empty directories from `path`'s parent up to (not including) `top`.

@@ -7,7 +7,8 @@
 //! `%` (`%41` is stored as `%%2541`), segments holding NUL, and a first segment
 //! `.cloudstore` (`%.cloudstore`), the name of the backend's state directory. A file name
 //! starting with `%` that is not the escape of some segment was not written by this
-//! backend and is not an object.
+//! backend and is not an object, except [`SELF`]: an object `a` whose key is also the
+//! start of other keys (`a/b`) lives in the directory `a` as `a/%self`.
 
 use std::borrow::Cow;
 
@@ -16,6 +17,9 @@ use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_enco
 use super::{MAX_SEGMENT_LEN, STATE_DIR};
 
 const ESCAPE: char = '%';
+/// The file holding object `a` while keys under `a/` make `a` a directory. No segment is
+/// stored under this name (it escapes nothing), so it names no other key.
+pub(super) const SELF: &str = "%self";
 /// What an escaped segment encodes: `%`, NUL and the other control characters.
 const ENCODED: &AsciiSet = &CONTROLS.add(b'%');
 
@@ -104,6 +108,8 @@ mod tests {
         assert_eq!(decode("%%41", false), None);
         assert_eq!(decode("%ff", false), None);
         assert_eq!(decode(STATE_DIR, true), None);
+        assert_eq!(decode(SELF, false), None);
+        assert_eq!(decode(SELF, true), None);
     }
 
     #[test]

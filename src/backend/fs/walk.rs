@@ -93,12 +93,26 @@ impl<'a> Walk<'a> {
                 continue;
             }
             let Some(segment) = super::names::decode(&name, rel.is_empty()) else {
-                if !(rel.is_empty() && name == super::STATE_DIR) {
+                let ours =
+                    name == super::names::SELF || (rel.is_empty() && name == super::STATE_DIR);
+                if !ours {
                     tracing::warn!(backend = NAME, path = %entry.path().display(), "skipping a file whose name no key is stored under");
                 }
                 continue;
             };
             let mut sort = format!("{rel}{segment}");
+            // The object whose key is this directory's name lives inside it.
+            let own = entry.path().join(super::names::SELF);
+            if is_dir
+                && fs::symlink_metadata(&own).is_ok_and(|m| m.is_file())
+                && self.wanted(&sort, false)
+            {
+                out.push(Entry {
+                    sort: sort.clone(),
+                    path: own,
+                    is_dir: false,
+                });
+            }
             if is_dir {
                 sort.push('/');
             }
