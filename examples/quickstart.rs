@@ -12,7 +12,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use cloudstore::transfer::CHECKSUM_METADATA;
 use cloudstore::{PutOptions, Store, StoreOptions};
 
 /// Deterministic content: block `i` (1 MiB) is a function of `i` alone, so the reader can
@@ -71,10 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let crc = store
         .head(key)
         .await?
-        .metadata
-        .get(CHECKSUM_METADATA)
-        .cloned()
-        .unwrap_or_default();
+        .crc32c
+        .map_or_else(|| "not recorded".to_string(), |c| format!("{c:08x}"));
     println!(
         "upload  {key}: {} bytes, {up_s:.2} s, {:.0} MiB/s, CRC32C {crc}",
         meta.size,

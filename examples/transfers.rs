@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncWriteExt;
 
-use cloudstore::transfer::{CHECKSUM_METADATA, FileUploadOptions};
+use cloudstore::transfer::FileUploadOptions;
 use cloudstore::{PutOptions, Store, StoreOptions, TransferConfig};
 
 #[tokio::main]
@@ -97,9 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store
             .head("example/file.bin")
             .await?
-            .metadata
-            .get(CHECKSUM_METADATA)
-            .map_or("native", String::as_str)
+            .crc32c
+            .map_or_else(|| "native".to_string(), |c| format!("CRC32C {c:08x}"))
     );
     Ok(())
 }
