@@ -36,8 +36,9 @@
 //!   budget, retries, CRC32C end to end, resumable file uploads.
 //! - [`Backend`]: the small provider interface, with [`Capabilities`] as plain data. The
 //!   built-in backends are [`MemoryBackend`], [`FsBackend`] and, with the default features
-//!   `s3`, `azure` and `gcs`, `S3Backend` and `AzureBackend` (over `object_store`) and
-//!   `GcsBackend` (over `gcloud-storage`, JSON API).
+//!   `s3`, `azure` and `gcs`, `S3Backend` and `AzureBackend` (requests built here,
+//!   configured and signed by `object_store`) and `GcsBackend` (over `gcloud-storage`,
+//!   JSON API).
 //!
 //! URLs pick the backend: `memory://`, `file:///dir`, `s3://bucket/prefix`,
 //! `az://container/prefix`, `gs://bucket/prefix` (see [`config`]).
