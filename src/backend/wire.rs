@@ -110,6 +110,27 @@ impl<'a> Request<'a> {
         self
     }
 
+    /// The range and condition headers of a read (its ETags checked first).
+    pub(crate) fn read_conditions(mut self, opts: &crate::object::GetOptions) -> Result<Self> {
+        crate::attributes::check_get_options(self.backend, self.key, opts)?;
+        if let Some(r) = &opts.range {
+            self = self.header("range", &r.to_string())?;
+        }
+        if let Some(e) = &opts.if_match {
+            self = self.header("if-match", e)?;
+        }
+        if let Some(e) = &opts.if_none_match {
+            self = self.header("if-none-match", e)?;
+        }
+        if let Some(t) = opts.if_modified_since {
+            self = self.header("if-modified-since", &http_date(t))?;
+        }
+        if let Some(t) = opts.if_unmodified_since {
+            self = self.header("if-unmodified-since", &http_date(t))?;
+        }
+        Ok(self)
+    }
+
     /// The condition headers of a write.
     pub(crate) fn condition(self, mode: &PutMode) -> Result<Self> {
         crate::attributes::check_mode(mode)
@@ -308,7 +329,7 @@ pub(crate) fn http_time(t: &str) -> Option<SystemTime> {
 }
 
 /// `t` as an HTTP date.
-pub(crate) fn http_date(t: SystemTime) -> String {
+fn http_date(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t)
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string()
@@ -317,7 +338,7 @@ pub(crate) fn http_date(t: SystemTime) -> String {
 /// The object's metadata from the headers of a GET or HEAD answer: user metadata under
 /// `meta_prefix` (names through `name`, values decoded), the version under
 /// `version_header`.
-pub(crate) fn meta_from_headers(
+fn meta_from_headers(
     key: &Key,
     headers: &HeaderMap,
     size: u64,
@@ -358,7 +379,7 @@ pub(crate) fn garbage(backend: &str, op: Op, key: &str, what: &str) -> Error {
 
 /// The byte range a GET answer holds, from its `content-range` (or the whole object), and
 /// the object's size.
-pub(crate) fn served_range(
+fn served_range(
     backend: &str,
     op: Op,
     key: &str,
@@ -399,7 +420,7 @@ pub(crate) fn served_range(
 
 /// Checks a GET answer against what was asked: the range (an unsatisfiable one is
 /// `InvalidInput` however the service answered it) and the `If-Match` version.
-pub(crate) fn check_served(
+fn check_served(
     backend: &str,
     op: Op,
     key: &str,
@@ -439,7 +460,7 @@ pub(crate) fn check_served(
 
 /// A body that must hold exactly `len` bytes: fewer or more is an error, never short or
 /// long data.
-pub(crate) fn exact_body(
+fn exact_body(
     backend: &'static str,
     op: Op,
     key: &str,
@@ -499,6 +520,128 @@ pub(crate) fn error_in_200(
             .with_key(key.as_str())
             .with_retryable(retryable || kind == ErrorKind::Other),
     )
+}
+
+/// How one service names things on the wire: the headers of attributes and versions, and
+/// the escape of metadata names.
+pub(crate) struct Dialect {
+    pub(crate) backend: &'static str,
+    /// The header that sets an object's content type on a write.
+    pub(crate) content_type: &'static str,
+    /// The prefix of user metadata headers (`x-amz-meta-`).
+    pub(crate) meta_prefix: &'static str,
+    pub(crate) version_header: &'static str,
+    /// A metadata name as it travels, and back.
+    pub(crate) name_out: fn(&str) -> String,
+    pub(crate) name_in: fn(&str) -> String,
+}
+
+impl Dialect {
+    /// Content type and user metadata of `opts` on `req`.
+    pub(crate) fn attributes<'a>(
+        &self,
+        req: Request<'a>,
+        opts: &PutOptions,
+    ) -> Result<Request<'a>> {
+        req.attributes(opts, self.content_type, self.meta_prefix, self.name_out)
+    }
+
+    /// The object's metadata from the headers of a GET or HEAD answer.
+    pub(crate) fn meta(&self, key: &Key, headers: &HeaderMap, size: u64) -> ObjectMeta {
+        meta_from_headers(
+            key,
+            headers,
+            size,
+            self.meta_prefix,
+            self.name_in,
+            self.version_header,
+        )
+    }
+
+    /// The object a write's answer describes: `opts`' attributes, the answer's ETag and
+    /// version, its time (or now, where the answer carries none).
+    pub(crate) fn written(
+        &self,
+        key: &Key,
+        size: u64,
+        opts: &PutOptions,
+        headers: &HeaderMap,
+    ) -> ObjectMeta {
+        ObjectMeta {
+            key: key.clone(),
+            size,
+            etag: quoted(header(headers, "etag")),
+            last_modified: header(headers, "last-modified")
+                .and_then(http_time)
+                .unwrap_or_else(SystemTime::now),
+            version: header(headers, self.version_header).map(str::to_string),
+            content_type: opts.content_type.clone(),
+            metadata: opts.metadata.clone(),
+            crc32c: None,
+            source_etag: None,
+        }
+    }
+
+    /// The object a HEAD answer describes.
+    pub(crate) fn head_answer(
+        &self,
+        op: Op,
+        key: &Key,
+        resp: &reqwest::Response,
+    ) -> Result<ObjectMeta> {
+        let headers = resp.headers();
+        let size = header(headers, "content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| garbage(self.backend, op, key.as_str(), "an answer without a length"))?;
+        Ok(self.meta(key, headers, size))
+    }
+
+    /// A GET's answer as a [`GetResult`]: 416 and 304 as their errors, the served range
+    /// and version checked against `opts`, the body held to its length.
+    pub(crate) fn read_answer(
+        &self,
+        op: Op,
+        key: &Key,
+        opts: &crate::object::GetOptions,
+        sent: Result<reqwest::Response>,
+    ) -> Result<crate::object::GetResult> {
+        let backend = self.backend;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.message().starts_with("HTTP 416") => {
+                return Err(Error::invalid_input(
+                    op,
+                    backend,
+                    format!("range not satisfiable ({})", e.message()),
+                )
+                .with_key(key.as_str()));
+            }
+            Err(e) => return Err(e),
+        };
+        if resp.status().as_u16() == 304 {
+            return Err(Error::new(
+                ErrorKind::NotModified,
+                op,
+                backend,
+                "the object has not changed",
+            )
+            .with_key(key.as_str()));
+        }
+        let partial = resp.status().as_u16() == 206;
+        let headers = resp.headers().clone();
+        let (range, size) = served_range(
+            backend,
+            op,
+            key.as_str(),
+            &headers,
+            partial,
+            opts.range.as_ref(),
+        )?;
+        check_served(backend, op, key.as_str(), opts, &headers, &range, size)?;
+        let meta = self.meta(key, &headers, size);
+        let body = exact_body(backend, op, key.as_str(), resp, range.end - range.start);
+        Ok(crate::object::GetResult { meta, range, body })
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,16 @@ use crate::object::{
 };
 
 const NAME: &str = "azure";
+
+/// Azure's names on the wire: metadata names that are not identifiers are escaped.
+const WIRE: wire::Dialect = wire::Dialect {
+    backend: NAME,
+    content_type: "x-ms-blob-content-type",
+    meta_prefix: "x-ms-meta-",
+    version_header: "x-ms-version-id",
+    name_out: escape_name,
+    name_in: unescape_name,
+};
 const UPLOAD_ID_PREFIX: &str = "az1.";
 /// Azurite's fixed, publicly documented development account key (not a secret).
 const EMULATOR_KEY: &str =
@@ -253,101 +263,28 @@ impl AzureBackend {
         Ok(Request::new(NAME, op, key.as_str(), method, url))
     }
 
-    fn meta(key: &Key, headers: &http::HeaderMap, size: u64) -> ObjectMeta {
-        wire::meta_from_headers(
-            key,
-            headers,
-            size,
-            "x-ms-meta-",
-            unescape_name,
-            "x-ms-version-id",
-        )
-    }
-
     async fn put_blob(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
         let op = Op::Put;
         let size = data.len();
         let req = self
             .request(op, key, Method::PUT, None)?
             .header("x-ms-blob-type", "BlockBlob")?
-            .condition(&opts.mode)?
-            .attributes(opts, "x-ms-blob-content-type", "x-ms-meta-", escape_name)?
-            .body(data);
+            .condition(&opts.mode)?;
+        let req = WIRE.attributes(req, opts)?.body(data);
         let resp = self
             .client
             .send(req)
             .await
             .map_err(|e| wire::condition_error(NAME, e, &opts.mode))?;
-        let headers = resp.headers();
-        Ok(ObjectMeta {
-            key: key.clone(),
-            size,
-            etag: wire::quoted(header(headers, "etag")),
-            last_modified: header(headers, "last-modified")
-                .and_then(wire::http_time)
-                .unwrap_or_else(SystemTime::now),
-            version: header(headers, "x-ms-version-id").map(str::to_string),
-            content_type: opts.content_type.clone(),
-            metadata: opts.metadata.clone(),
-            crc32c: None,
-            source_etag: None,
-        })
+        Ok(WIRE.written(key, size, opts, resp.headers()))
     }
 
     async fn get_blob(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
         let op = Op::Get;
-        crate::attributes::check_get_options(NAME, key.as_str(), opts)?;
-        let mut req = self.request(op, key, Method::GET, None)?;
-        if let Some(r) = &opts.range {
-            req = req.header("range", &r.to_string())?;
-        }
-        if let Some(e) = &opts.if_match {
-            req = req.header("if-match", e)?;
-        }
-        if let Some(e) = &opts.if_none_match {
-            req = req.header("if-none-match", e)?;
-        }
-        if let Some(t) = opts.if_modified_since {
-            req = req.header("if-modified-since", &wire::http_date(t))?;
-        }
-        if let Some(t) = opts.if_unmodified_since {
-            req = req.header("if-unmodified-since", &wire::http_date(t))?;
-        }
-        let resp = match self.client.send(req).await {
-            Ok(r) => r,
-            Err(e) if e.message().starts_with("HTTP 416") => {
-                return Err(Error::invalid_input(
-                    op,
-                    NAME,
-                    format!("range not satisfiable ({})", e.message()),
-                )
-                .with_key(key.as_str()));
-            }
-            Err(e) => return Err(e),
-        };
-        if resp.status().as_u16() == 304 {
-            return Err(Error::new(
-                ErrorKind::NotModified,
-                op,
-                NAME,
-                "the object has not changed",
-            )
-            .with_key(key.as_str()));
-        }
-        let partial = resp.status().as_u16() == 206;
-        let headers = resp.headers().clone();
-        let (range, size) = wire::served_range(
-            NAME,
-            op,
-            key.as_str(),
-            &headers,
-            partial,
-            opts.range.as_ref(),
-        )?;
-        wire::check_served(NAME, op, key.as_str(), opts, &headers, &range, size)?;
-        let meta = Self::meta(key, &headers, size);
-        let body = wire::exact_body(NAME, op, key.as_str(), resp, range.end - range.start);
-        Ok(GetResult { meta, range, body })
+        let req = self
+            .request(op, key, Method::GET, None)?
+            .read_conditions(opts)?;
+        WIRE.read_answer(op, key, opts, self.client.send(req).await)
     }
 
     async fn head_blob(&self, key: &Key) -> Result<ObjectMeta> {
@@ -357,13 +294,7 @@ impl AzureBackend {
             .send(self.request(op, key, Method::HEAD, None)?)
             .await
         {
-            Ok(resp) => {
-                let headers = resp.headers();
-                let size = header(headers, "content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| garbage(NAME, op, key.as_str(), "an answer without a length"))?;
-                Ok(Self::meta(key, headers, size))
-            }
+            Ok(resp) => WIRE.head_answer(op, key, &resp),
             // A HEAD answer has no body, so a 403 cannot say whether the credentials are
             // wrong or only not allowed: a one-byte GET tells.
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
@@ -539,8 +470,9 @@ impl AzureBackend {
         let req = self
             .request(op, key, Method::PUT, Some("comp=blocklist"))?
             .header("content-type", "application/xml")?
-            .condition(mode)?
-            .attributes(&opts, "x-ms-blob-content-type", "x-ms-meta-", escape_name)?
+            .condition(mode)?;
+        let req = WIRE
+            .attributes(req, &opts)?
             .body(Payload::from(Bytes::from(xml)));
         match self.client.send(req).await {
             Ok(_) => self.head_blob(key).await.map_err(|e| e.with_op(op)),
@@ -703,12 +635,7 @@ impl Backend for AzureBackend {
         super::checks::check_key(NAME, op, key, &self.caps)?;
         super::checks::check_attributes(NAME, op, key, &self.caps, opts)?;
         // Refused now what could not travel at the commit.
-        self.request(op, key, Method::PUT, None)?.attributes(
-            opts,
-            "x-ms-blob-content-type",
-            "x-ms-meta-",
-            escape_name,
-        )?;
+        WIRE.attributes(self.request(op, key, Method::PUT, None)?, opts)?;
         Ok(encode_upload_id(key, opts))
     }
 

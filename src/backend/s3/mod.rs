@@ -56,6 +56,22 @@ use crate::object::{
 
 const NAME: &str = "s3";
 
+/// S3's names on the wire.
+const WIRE: wire::Dialect = wire::Dialect {
+    backend: NAME,
+    content_type: "content-type",
+    meta_prefix: "x-amz-meta-",
+    version_header: "x-amz-version-id",
+    name_out: as_is,
+    name_in: as_is,
+};
+
+/// S3 takes metadata names as they are (it lowercases them; the contract allows no upper
+/// case).
+fn as_is(name: &str) -> String {
+    name.to_string()
+}
+
 /// A bucket on S3 or an S3-compatible store.
 #[derive(Clone)]
 pub struct S3Backend {
@@ -312,12 +328,10 @@ impl S3Backend {
     async fn put_object(&self, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
         let op = Op::Put;
         let size = data.len();
-        let mut req = self.request(op, key, Method::PUT, None)?;
-        req = req.condition(&opts.mode)?.attributes(
+        let mut req = WIRE.attributes(
+            self.request(op, key, Method::PUT, None)?
+                .condition(&opts.mode)?,
             opts,
-            "content-type",
-            "x-amz-meta-",
-            str::to_string,
         )?;
         if self.checksum {
             req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(data.chunks()))?;
@@ -328,103 +342,24 @@ impl S3Backend {
             .send(req)
             .await
             .map_err(|e| wire::condition_error(NAME, e, &opts.mode))?;
-        let headers = resp.headers().clone();
-        Ok(ObjectMeta {
-            key: key.clone(),
-            size,
-            etag: quoted(header(&headers, "etag")),
-            // The answer carries no time: the client's is close to the service's; `head`
-            // gives the stored one.
-            last_modified: SystemTime::now(),
-            version: header(&headers, "x-amz-version-id").map(str::to_string),
-            content_type: opts.content_type.clone(),
-            metadata: opts.metadata.clone(),
-            crc32c: None,
-            source_etag: None,
-        })
+        // A PUT answer carries no time: `written` takes the client's, close to the
+        // service's; `head` gives the stored one.
+        Ok(WIRE.written(key, size, opts, resp.headers()))
     }
 
     async fn get_object(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
         let op = Op::Get;
-        crate::attributes::check_get_options(NAME, key.as_str(), opts)?;
-        let mut req = self.request(op, key, Method::GET, None)?;
-        if let Some(r) = &opts.range {
-            req = req.header("range", &r.to_string())?;
-        }
-        if let Some(e) = &opts.if_match {
-            req = req.header("if-match", e)?;
-        }
-        if let Some(e) = &opts.if_none_match {
-            req = req.header("if-none-match", e)?;
-        }
-        if let Some(t) = opts.if_modified_since {
-            req = req.header("if-modified-since", &wire::http_date(t))?;
-        }
-        if let Some(t) = opts.if_unmodified_since {
-            req = req.header("if-unmodified-since", &wire::http_date(t))?;
-        }
-        let resp = match self.client.send(req).await {
-            Ok(r) => r,
-            Err(e) if e.message().starts_with("HTTP 416") => {
-                return Err(Error::invalid_input(
-                    op,
-                    NAME,
-                    format!("range not satisfiable ({})", e.message()),
-                )
-                .with_key(key.as_str()));
-            }
-            Err(e) => return Err(e),
-        };
-        if resp.status().as_u16() == 304 {
-            return Err(Error::new(
-                ErrorKind::NotModified,
-                op,
-                NAME,
-                "the object has not changed",
-            )
-            .with_key(key.as_str()));
-        }
-        let partial = resp.status().as_u16() == 206;
-        let headers = resp.headers().clone();
-        let (range, size) = wire::served_range(
-            NAME,
-            op,
-            key.as_str(),
-            &headers,
-            partial,
-            opts.range.as_ref(),
-        )?;
-        wire::check_served(NAME, op, key.as_str(), opts, &headers, &range, size)?;
-        let meta = wire::meta_from_headers(
-            key,
-            &headers,
-            size,
-            "x-amz-meta-",
-            str::to_string,
-            "x-amz-version-id",
-        );
-        let body = wire::exact_body(NAME, op, key.as_str(), resp, range.end - range.start);
-        Ok(GetResult { meta, range, body })
+        let req = self
+            .request(op, key, Method::GET, None)?
+            .read_conditions(opts)?;
+        WIRE.read_answer(op, key, opts, self.client.send(req).await)
     }
 
     async fn head_object(&self, key: &Key) -> Result<ObjectMeta> {
         let op = Op::Head;
         let req = self.request(op, key, Method::HEAD, None)?;
         match self.client.send(req).await {
-            Ok(resp) => {
-                let headers = resp.headers();
-                let size = header(headers, "content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| garbage(NAME, op, key.as_str(), "an answer without a length"))?;
-                Ok(wire::meta_from_headers(
-                    key,
-                    headers,
-                    size,
-                    "x-amz-meta-",
-                    str::to_string,
-                    "x-amz-version-id",
-                ))
-            }
+            Ok(resp) => WIRE.head_answer(op, key, &resp),
             // A HEAD answer has no body, so a 403 cannot say whether the credentials are
             // wrong or only not allowed: a one-byte GET tells.
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
@@ -611,7 +546,7 @@ impl S3Backend {
     async fn create_upload(&self, key: &Key, opts: &PutOptions) -> Result<UploadId> {
         let op = Op::CreateMultipart;
         let mut req = self.request(op, key, Method::POST, Some("uploads"))?;
-        req = req.attributes(opts, "content-type", "x-amz-meta-", str::to_string)?;
+        req = WIRE.attributes(req, opts)?;
         if self.checksum {
             req = req.header("x-amz-checksum-algorithm", "CRC64NVME")?;
         }
