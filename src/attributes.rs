@@ -215,6 +215,13 @@ pub(crate) fn split_records(meta: &mut ObjectMeta) {
     }
 }
 
+/// Keeps only the library's records in `metadata`: what a listing carries (user metadata
+/// is [`Store::head`](crate::Store::head)'s to return), so that a sync can decide from the
+/// listing whether a copy is in place.
+pub(crate) fn keep_records(metadata: &mut Metadata) {
+    metadata.retain(|name, _| is_reserved(name));
+}
+
 /// The longest RFC 2047 encoded word.
 const MAX_WORD: usize = 75;
 const WORD_START: &str = "=?UTF-8?B?";

@@ -107,6 +107,8 @@ pub enum Op {
     ListMultipart,
     /// Creation of a presigned URL.
     Presign,
+    /// A sync or sharded sync job (its plan, claims and state).
+    Sync,
 }
 
 impl Op {
@@ -127,6 +129,7 @@ impl Op {
             Op::AbortMultipart => "abort multipart",
             Op::ListMultipart => "list multipart",
             Op::Presign => "presign",
+            Op::Sync => "sync",
         }
     }
 }

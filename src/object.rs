@@ -511,6 +511,24 @@ pub struct ListRequest {
     /// At most this many entries (objects plus common prefixes); the backend may cap it
     /// ([`Capabilities::max_list_page`](crate::Capabilities::max_list_page)).
     pub max_keys: Option<usize>,
+    /// Only keys that sort after this one (byte order), for listings without a
+    /// delimiter. S3, GCS, memory and fs start there; a backend that cannot (Azure lists
+    /// only by prefix) lists from the prefix and [`Store::list_page`](crate::Store::list_page)
+    /// drops what sorts before, so the answer is the same everywhere, only slower.
+    pub start_after: Option<String>,
+}
+
+impl ListRequest {
+    /// Where a backend that continues after the last key returned should continue: the
+    /// later of the page token and [`ListRequest::start_after`] (memory and fs use keys as
+    /// tokens).
+    pub(crate) fn resume_after(&self) -> Option<&str> {
+        match (self.token.as_deref(), self.start_after.as_deref()) {
+            (Some(t), Some(s)) if !self.delimiter => Some(t.max(s)),
+            (Some(t), _) => Some(t),
+            (None, s) => s.filter(|_| !self.delimiter),
+        }
+    }
 }
 
 /// One page of a listing, in key order.

@@ -357,13 +357,21 @@ impl Store {
         let full = ListRequest {
             prefix: self.full_prefix(Some(&req.prefix))?,
             token: req.token.clone(),
+            start_after: req
+                .start_after
+                .as_ref()
+                .filter(|_| self.capabilities().list_start_after)
+                .map(|s| format!("{}{s}", self.prefix)),
             ..req.clone()
         };
         let mut page = self.backend.list(&full).await?;
+        // A backend that cannot start after a key lists from the prefix.
+        let after = req.start_after.as_deref().filter(|_| !req.delimiter);
         page.objects = page
             .objects
             .into_iter()
             .map(|m| self.relative_meta(m))
+            .filter(|m| after.is_none_or(|a| m.key.as_str() > a))
             .collect();
         let strip = self.prefix.len();
         for cp in &mut page.common_prefixes {
@@ -376,9 +384,17 @@ impl Store {
     /// the stream is consumed. Listings carry key, size, ETag and modification time; use
     /// [`Store::head`] for content type and user metadata.
     pub fn list(&self, prefix: Option<&str>) -> ListStream {
+        self.list_after(prefix, None)
+    }
+
+    /// Like [`Store::list`], but only the keys that sort after `start_after` (byte order):
+    /// where a listing continues, or where one range of a sharded job starts. S3, GCS,
+    /// memory and fs start the listing there; Azure lists the prefix from its start.
+    pub fn list_after(&self, prefix: Option<&str>, start_after: Option<&str>) -> ListStream {
         let store = self.clone();
         let req = ListRequest {
             prefix: prefix.unwrap_or("").to_string(),
+            start_after: start_after.map(str::to_string),
             ..Default::default()
         };
         stream::try_unfold(Some(req), move |state| {

@@ -66,6 +66,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         backslash_in_keys: false,
         raw_keys: false,
         dot_segments_in_keys: false,
+        list_start_after: false,
         abort_discards_parts: true,
         complete_metadata: false,
     }
@@ -108,6 +109,9 @@ fn emulator_gaps(backend: &str, mut caps: cloudstore::Capabilities) -> cloudstor
         // It also turns `a//b` into `a/b` and `dir/` into a directory, and refuses `./x`:
         // keys that are not plain paths are moto's to prove.
         caps.raw_keys = false;
+        // Its `start-after` skips the keys below a "directory" of the same name (after
+        // `r/b` it omits `r/b/c`); AWS S3 does not.
+        caps.list_start_after = false;
     }
     if backend == "s3_moto" {
         // moto ignores If-Match on CompleteMultipartUpload (it completes over any

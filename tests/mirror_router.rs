@@ -174,6 +174,7 @@ async fn keys_go_to_their_routes_and_listings_merge_in_order() {
                 delimiter: false,
                 token: token.clone(),
                 max_keys: Some(7),
+                start_after: None,
             })
             .await
             .unwrap();
@@ -242,6 +243,7 @@ async fn all_pages(store: &Store, prefix: &str, delimiter: bool, page: usize) ->
                 delimiter,
                 token: token.clone(),
                 max_keys: Some(page),
+                start_after: None,
             })
             .await
             .unwrap();
@@ -306,6 +308,7 @@ async fn deleting_what_was_listed_does_not_skip_what_was_not() {
                 delimiter: false,
                 token: token.clone(),
                 max_keys: Some(4),
+                start_after: None,
             })
             .await
             .unwrap();

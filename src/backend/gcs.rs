@@ -654,10 +654,12 @@ impl Backend for GcsBackend {
         // Tokens are ours: `p:<token>` is the service's page token; `k:<key>` continues
         // after a key and `c:<prefix>` after a common prefix, for pages cut short here
         // because a server returned more entries than asked for.
+        // `startOffset` is inclusive: the key itself is skipped when it comes back.
+        let after = req.start_after.clone().filter(|_| !req.delimiter);
         let (page_token, start_offset, skip_key) = match req.token.as_deref() {
-            None => (None, None, None),
+            None => (None, after.clone(), after),
             Some(t) => match t.split_at_checked(2) {
-                Some(("p:", v)) => (Some(v.to_string()), None, None),
+                Some(("p:", v)) => (Some(v.to_string()), after.clone(), after),
                 Some(("k:", v)) => (None, Some(v.to_string()), Some(v.to_string())),
                 Some(("c:", v)) => (None, Some(after_prefix(v)), None),
                 _ => {
@@ -699,7 +701,7 @@ impl Backend for GcsBackend {
                 continue;
             };
             m.content_type = None;
-            m.metadata = Metadata::new();
+            crate::attributes::keep_records(&mut m.metadata);
             entries.push((m.key.as_str().to_string(), Entry::Object(Box::new(m))));
         }
         for p in res.prefixes.unwrap_or_default() {

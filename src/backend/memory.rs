@@ -189,6 +189,10 @@ impl Backend for MemoryBackend {
 
     async fn list(&self, req: &ListRequest) -> Result<ListPage> {
         let objects = self.objects_read();
+        let req = &ListRequest {
+            token: req.resume_after().map(str::to_string),
+            ..req.clone()
+        };
         let start = match &req.token {
             Some(t) if t.as_str() > req.prefix.as_str() => t.clone(),
             _ => req.prefix.clone(),
@@ -200,7 +204,7 @@ impl Backend for MemoryBackend {
             .take_while(|(k, _)| k.as_str().starts_with(&req.prefix))
             .map(|(_, s)| {
                 let mut m = s.meta.clone();
-                m.metadata.clear();
+                crate::attributes::keep_records(&mut m.metadata);
                 m.content_type = None;
                 m
             });

@@ -134,6 +134,10 @@ pub struct Capabilities {
     /// Whether keys with `.` or `..` segments are kept as given (Azure resolves them as URL
     /// path segments, so it refuses them with `InvalidInput`, as its service does).
     pub dot_segments_in_keys: bool,
+    /// Whether a listing can start after a key ([`ListRequest::start_after`]). Where false,
+    /// [`Store`](crate::Store) lists from the prefix and drops what sorts before: the same
+    /// answer, more pages.
+    pub list_start_after: bool,
 }
 
 impl Capabilities {
@@ -162,6 +166,7 @@ impl Capabilities {
             backslash_in_keys: true,
             raw_keys: true,
             dot_segments_in_keys: true,
+            list_start_after: true,
         }
     }
 }

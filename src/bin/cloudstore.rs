@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use cloudstore::migrate::{self, CopyOptions, SyncOptions};
+use cloudstore::migrate::{self, CopyOptions, ShardedSync, SyncOptions, SyncProgress, SyncReport};
 use cloudstore::transfer::{Crc32c, FileUploadOptions};
 use cloudstore::{Error, ErrorKind, ObjectMeta, Progress, Store, StoreOptions};
 
@@ -83,21 +83,15 @@ enum Command {
         recursive: bool,
     },
     /// Make DESTINATION hold what SOURCE holds: copy what is missing or different, in
-    /// parallel, verified; safe to run again after an interruption.
+    /// parallel, verified; safe to run again after an interruption. With --workers or
+    /// --worker, the sync is split into units shared by many workers through the
+    /// destination store (see `cloudstore sync status`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Sync {
-        /// Source store URL (with an optional prefix).
-        source: String,
-        /// Destination store URL (with an optional prefix).
-        destination: String,
-        /// Also delete destination objects the source does not have.
-        #[arg(long)]
-        delete: bool,
-        /// Show what would be done; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Objects copied at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
+        #[command(subcommand)]
+        action: Option<SyncAction>,
+        #[command(flatten)]
+        args: SyncArgs,
     },
     /// Check objects: with one URL, read every object under it and verify its stored
     /// checksum; with two, check that DESTINATION holds what SOURCE holds.
@@ -117,6 +111,66 @@ enum Command {
         /// Object size in MiB.
         #[arg(long, default_value_t = 256)]
         mib: u64,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct SyncArgs {
+    /// Source store URL (with an optional prefix).
+    #[arg(required = true)]
+    source: Option<String>,
+    /// Destination store URL (with an optional prefix).
+    #[arg(required = true)]
+    destination: Option<String>,
+    /// Also delete destination objects the source does not have.
+    #[arg(long)]
+    delete: bool,
+    /// Show what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Requests (copies, HEADs, deletes) in flight at once, per worker.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Split the sync into units and run N workers in this process.
+    #[arg(long, value_name = "N", conflicts_with = "worker")]
+    workers: Option<usize>,
+    /// Run one worker of a sync shared by many processes (a Kubernetes Indexed Job): its
+    /// index comes from JOB_COMPLETION_INDEX; index 0 plans the units. Needs --run.
+    #[arg(long)]
+    worker: bool,
+    /// The job's name: its plan and the records kept for re-runs (default: derived from
+    /// the source URL and prefix).
+    #[arg(long)]
+    job: Option<String>,
+    /// The name of this run of the job (its claims and results): the same for every
+    /// worker of one run, new for the next (default with --workers: a new one each time;
+    /// with --worker: $CLOUDSTORE_SYNC_RUN).
+    #[arg(long)]
+    run: Option<String>,
+    /// Units to plan when the job has no plan yet (default: 8 per worker with --workers,
+    /// 64 with --worker).
+    #[arg(long)]
+    units: Option<usize>,
+    /// Seconds a worker's claim on a unit lasts without renewal.
+    #[arg(long, default_value_t = 60)]
+    lease: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum SyncAction {
+    /// Show where a sharded sync stands across all workers: units done, running and
+    /// expired, open claims, and the totals of the units done.
+    Status {
+        /// Source store URL (names the job when --job is not given).
+        source: String,
+        /// Destination store URL (holds the plan, claims and results).
+        destination: String,
+        /// The job's name (default: derived from the source URL and prefix).
+        #[arg(long)]
+        job: Option<String>,
+        /// The run to show.
+        #[arg(long)]
+        run: String,
     },
 }
 
@@ -365,9 +419,10 @@ fn split_url(url: &str, object: bool) -> Result<(String, String), Failure> {
     ))
 }
 
-/// Whether `s` names a store object (a `file://` URL is a local path for `cp`).
+/// Whether `s` names a store object (`file:///dir/key` is key `key` of the store
+/// `file:///dir`, like any other store URL); a plain path is a local file.
 fn is_url(s: &str) -> bool {
-    s.contains("://") && !s.starts_with("file://")
+    s.contains("://")
 }
 
 /// A local path from a plain path or a `file://` URL.
@@ -421,21 +476,15 @@ async fn run(cli: Cli) -> Out {
             no_clobber,
         } => cp(&ctx, &source, &destination, no_clobber).await,
         Command::Rm { url, recursive } => rm(&ctx, &url, recursive).await,
-        Command::Sync {
-            source,
-            destination,
-            delete,
-            dry_run,
-            concurrency,
-        } => {
-            let opts = SyncOptions {
-                delete_extras: delete,
-                dry_run,
-                concurrency,
-                ..Default::default()
-            };
-            sync(&ctx, &source, &destination, &opts).await
-        }
+        Command::Sync { action, args } => match action {
+            Some(SyncAction::Status {
+                source,
+                destination,
+                job,
+                run,
+            }) => sync_status(&ctx, &source, &destination, job, &run).await,
+            None => sync_command(&ctx, args).await,
+        },
         Command::Verify {
             source,
             destination,
@@ -523,8 +572,8 @@ async fn cp(ctx: &Ctx, source: &str, destination: &str, no_clobber: bool) -> Out
         (false, false) => {
             return Err(fail(
                 2,
-                "both locations are local",
-                Some("one of them must be a store URL such as s3://bucket/key"),
+                "both locations are local paths",
+                Some("one of them must be a store URL such as s3://bucket/key or file:///dir/key"),
             ));
         }
         (false, true) => {
@@ -699,12 +748,269 @@ async fn rm(ctx: &Ctx, url: &str, recursive: bool) -> Out {
     Ok(json!({"removed": 1, "key": key}))
 }
 
+/// The sync's progress on stderr: a spinner with counts on a terminal, a line every
+/// five seconds with --progress, else nothing.
+enum SyncBar {
+    Terminal(indicatif::ProgressBar),
+    Lines(std::sync::Mutex<Instant>),
+}
+
+impl SyncBar {
+    fn new(ctx: &Ctx) -> Option<Arc<SyncBar>> {
+        let terminal = std::io::stderr().is_terminal();
+        if !ctx.show_progress.unwrap_or(terminal && !ctx.json) {
+            return None;
+        }
+        if !terminal {
+            return Some(Arc::new(SyncBar::Lines(std::sync::Mutex::new(
+                Instant::now(),
+            ))));
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}") {
+            pb.set_style(style);
+        }
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        Some(Arc::new(SyncBar::Terminal(pb)))
+    }
+
+    fn show(&self, p: &SyncProgress) {
+        use indicatif::HumanBytes;
+        let line = format!(
+            "listed {} ({}), copied {} ({}), in place {}, deleted {}, failed {}",
+            p.listed,
+            HumanBytes(p.listed_bytes),
+            p.copied,
+            HumanBytes(p.copied_bytes),
+            p.skipped,
+            p.deleted,
+            p.failed
+        );
+        match self {
+            SyncBar::Terminal(pb) => pb.set_message(line),
+            SyncBar::Lines(last) => {
+                let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+                if p.done || last.elapsed() >= std::time::Duration::from_secs(5) {
+                    *last = Instant::now();
+                    eprintln!("sync: {line}");
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let SyncBar::Terminal(pb) = self {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// A job name from the source URL (without credentials or query): the same source gets
+/// the same records in the destination.
+fn default_job(source: &str) -> String {
+    let shown = match url::Url::parse(source) {
+        Ok(mut u) => {
+            u.set_query(None);
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => source.to_string(),
+    };
+    // FNV-1a: stable across builds and platforms.
+    let h = shown.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("j{h:016x}")
+}
+
+async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
+    let (Some(source), Some(destination)) = (args.source, args.destination) else {
+        return Err(fail(2, "sync needs SOURCE and DESTINATION", None));
+    };
+    let job = args.job.unwrap_or_else(|| default_job(&source));
+    let opts = SyncOptions {
+        delete_extras: args.delete,
+        dry_run: args.dry_run,
+        concurrency: args.concurrency,
+        state: Some(job.clone()),
+        ..Default::default()
+    };
+    if !(args.worker || args.workers.is_some()) {
+        return sync(ctx, &source, &destination, &opts).await;
+    }
+    if args.dry_run {
+        return Err(fail(
+            2,
+            "--dry-run runs in one process: drop --workers/--worker",
+            None,
+        ));
+    }
+    let (src, dst) = (ctx.store(&source)?, ctx.store(&destination)?);
+    let lease = std::time::Duration::from_secs(args.lease.max(1));
+    let started = Instant::now();
+    let bar = SyncBar::new(ctx);
+    if let Some(n) = args.workers {
+        let n = n.max(1);
+        let run = args.run.unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            format!("local-{secs}")
+        });
+        let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?.with_lease(lease);
+        let plan = sharded.plan(args.units.unwrap_or(8 * n)).await?;
+        let per = std::sync::Mutex::new(vec![SyncProgress::default(); n]);
+        let workers = (0..n).map(|i| {
+            let (sharded, per, bar) = (&sharded, &per, &bar);
+            async move {
+                let show = move |p: &SyncProgress| {
+                    let mut per = per.lock().unwrap_or_else(|p| p.into_inner());
+                    per[i] = p.clone();
+                    if let Some(b) = bar {
+                        let mut total = SyncProgress::default();
+                        per.iter().for_each(|w| total.add(w));
+                        total.done = per.iter().all(|w| w.done);
+                        b.show(&total);
+                    }
+                };
+                sharded.run_worker_with(&format!("local-{i}"), &show).await
+            }
+        });
+        let reports = futures::future::join_all(workers).await;
+        if let Some(b) = &bar {
+            b.finish();
+        }
+        let mut total = SyncReport::default();
+        total.state_saved = true;
+        for r in reports {
+            total.add(&r?.report);
+        }
+        let extra = json!({"job": job, "run": run, "units": plan.units.len(), "workers": n});
+        return summarize(ctx, &total, &opts, started, extra);
+    }
+    // One worker of many (a Kubernetes Indexed Job).
+    let index: u32 = std::env::var("JOB_COMPLETION_INDEX")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            fail(
+                2,
+                "--worker needs JOB_COMPLETION_INDEX (a number), which an Indexed Job sets",
+                Some("run it in a Kubernetes Indexed Job, or set JOB_COMPLETION_INDEX"),
+            )
+        })?;
+    let run = args
+        .run
+        .or_else(|| std::env::var("CLOUDSTORE_SYNC_RUN").ok())
+        .ok_or_else(|| {
+            fail(
+                2,
+                "--worker needs --run (or CLOUDSTORE_SYNC_RUN): the same for every worker of the run",
+                Some("in Kubernetes, pass the Job's name"),
+            )
+        })?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string());
+    let worker = format!("{index}-{host}");
+    let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?.with_lease(lease);
+    if index == 0 {
+        sharded.plan(args.units.unwrap_or(64)).await?;
+    }
+    let show = |p: &SyncProgress| {
+        if let Some(b) = &bar {
+            b.show(p)
+        }
+    };
+    let r = sharded.run_worker_with(&worker, &show).await;
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    let r = r?;
+    let extra = json!({"job": job, "run": run, "worker": worker, "units_done": r.units, "units_given_up": r.given_up});
+    summarize(ctx, &r.report, &opts, started, extra)
+}
+
+async fn sync_status(
+    ctx: &Ctx,
+    source: &str,
+    destination: &str,
+    job: Option<String>,
+    run: &str,
+) -> Out {
+    let (src, dst) = (ctx.store(source)?, ctx.store(destination)?);
+    let job = job.unwrap_or_else(|| default_job(source));
+    let st = ShardedSync::new(&src, &dst, &job, run, SyncOptions::default())?
+        .status()
+        .await?;
+    let r = &st.report;
+    if !ctx.json {
+        if st.units == 0 {
+            println!("job {job}: not planned yet");
+        } else {
+            println!(
+                "job {job} run {run}: {}/{} units done, {} running, {} expired, {} pending; {} claims open",
+                st.done,
+                st.units,
+                st.running,
+                st.expired,
+                st.units - st.done - st.running - st.expired,
+                st.open_claims
+            );
+            println!(
+                "units done: {} source objects: copied {} ({} bytes), skipped {}, deleted {}, failed {}",
+                r.source_objects,
+                r.copied,
+                r.bytes,
+                r.skipped,
+                r.deleted,
+                r.failed.len()
+            );
+        }
+    }
+    Ok(json!({
+        "job": job,
+        "run": run,
+        "units": st.units,
+        "done": st.done,
+        "running": st.running,
+        "expired": st.expired,
+        "open_claims": st.open_claims,
+        "source_objects": r.source_objects,
+        "copied": r.copied,
+        "skipped": r.skipped,
+        "deleted": r.deleted,
+        "failed": r.failed.len(),
+        "bytes": r.bytes,
+        "requests": r.requests,
+    }))
+}
+
 async fn sync(ctx: &Ctx, source: &str, destination: &str, opts: &SyncOptions) -> Out {
     let (src, dst) = (ctx.store(source)?, ctx.store(destination)?);
     let started = Instant::now();
-    let r = migrate::sync(&src, &dst, opts).await?;
+    let bar = SyncBar::new(ctx);
+    let mut opts = opts.clone();
+    if let Some(b) = &bar {
+        let b = b.clone();
+        opts.progress = Some(Arc::new(move |p: &SyncProgress| b.show(p)));
+    }
+    let r = migrate::sync(&src, &dst, &opts).await;
+    if let Some(b) = &bar {
+        b.finish();
+    }
+    summarize(ctx, &r?, &opts, started, json!({}))
+}
+
+/// Prints a sync's summary (text unless --json) and turns failures into the exit code.
+fn summarize(
+    ctx: &Ctx,
+    r: &SyncReport,
+    opts: &SyncOptions,
+    started: Instant,
+    extra: serde_json::Value,
+) -> Out {
     let secs = started.elapsed().as_secs_f64();
-    let report = json!({
+    let mut report = json!({
         "source_objects": r.source_objects,
         "copied": r.copied,
         "skipped": r.skipped,
@@ -714,7 +1020,11 @@ async fn sync(ctx: &Ctx, source: &str, destination: &str, opts: &SyncOptions) ->
         "seconds": secs,
         "dry_run": opts.dry_run,
         "verify_only": opts.verify_only,
+        "requests": r.requests,
     });
+    if let (Some(o), Some(e)) = (report.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
     if !ctx.json {
         let verb = if opts.dry_run { "would copy" } else { "copied" };
         if opts.verify_only {
@@ -735,6 +1045,11 @@ async fn sync(ctx: &Ctx, source: &str, destination: &str, opts: &SyncOptions) ->
                 r.failed.len()
             );
         }
+        let q = &r.requests;
+        println!(
+            "requests: {} listing pages, {} HEAD, {} copies, {} deletes, {} state reads, {} state writes",
+            q.list_pages, q.heads, q.copies, q.deletes, q.state_reads, q.state_writes
+        );
         for (k, why) in &r.failed {
             println!("  {k}: {why}");
         }

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::{CaseResult, Failure, Outcome};
 use crate::error::{ErrorKind, Op, Result};
@@ -768,6 +768,50 @@ pub async fn list_page_tokens_resume(s: Store) -> CaseResult {
         sizes.iter().all(|&n| n <= 3),
         "a page exceeded max_keys: {sizes:?}"
     );
+    passed()
+}
+
+pub async fn list_starts_after_a_key(s: Store) -> CaseResult {
+    let names: Vec<String> = ["r/a", "r/b", "r/b/c", "r/bb", "r/c", "r/d/e"]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    for k in &names {
+        s.put(k, "x").await?;
+    }
+    s.put("q", "outside").await?;
+    for (after, from) in [("r/b", 2), ("r/a", 1), ("r/", 0), ("r/bz", 4), ("r/z", 6)] {
+        let mut req = ListRequest {
+            prefix: "r/".into(),
+            max_keys: Some(2),
+            start_after: Some(after.into()),
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let page = s.list_page(&req).await?;
+            seen.extend(page.objects.into_iter().map(|m| m.key.into_string()));
+            match page.next_token {
+                Some(t) => req.token = Some(t),
+                None => break,
+            }
+        }
+        ensure_eq!(
+            seen,
+            names[from..].to_vec(),
+            format!("keys after {after:?}")
+        );
+        let streamed: Vec<String> = s
+            .list_after(Some("r/"), Some(after))
+            .map_ok(|m| m.key.into_string())
+            .try_collect()
+            .await?;
+        ensure_eq!(
+            streamed,
+            names[from..].to_vec(),
+            format!("list_after {after:?}")
+        );
+    }
     passed()
 }
 

@@ -308,6 +308,7 @@ macro_rules! __with_conformance_cases {
             list_with_delimiter_nested,
             list_pagination_past_1000,
             list_page_tokens_resume,
+            list_starts_after_a_key,
             list_delimiter_pages_do_not_repeat_prefixes,
             list_unknown_prefix_is_empty,
             list_leaves_out_metadata_but_head_has_it,

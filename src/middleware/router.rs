@@ -127,6 +127,7 @@ impl RouterBackend {
             delimiter: req.delimiter,
             token,
             max_keys: Some(limit),
+            start_after: req.start_after.clone(),
         };
         let page = backend.list(&narrowed).await?;
         let mut entries: Vec<Entry> = page

@@ -32,6 +32,7 @@
 
 mod client;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -113,6 +114,8 @@ pub fn azure_capabilities(signing: bool) -> Capabilities {
         backslash_in_keys: false,
         // Azure resolves `.` and `..` in blob URLs.
         dot_segments_in_keys: false,
+        // List Blobs continues only from its own opaque marker.
+        list_start_after: false,
         ..Capabilities::s3_like()
     }
 }
@@ -323,6 +326,8 @@ impl AzureBackend {
         if let Some(t) = &req.token {
             pairs.push(("marker", t.as_str()));
         }
+        // For the library's records (a sync decides from them without a HEAD).
+        pairs.push(("include", "metadata"));
         let url = self.client.container_url(op, &req.prefix, &query(&pairs))?;
         let resp = self
             .client
@@ -358,7 +363,7 @@ impl AzureBackend {
                             .unwrap_or(SystemTime::UNIX_EPOCH),
                         version: None,
                         content_type: None,
-                        metadata: Metadata::new(),
+                        metadata: records(b.metadata),
                         crc32c: None,
                         source_etag: None,
                     });
@@ -515,6 +520,22 @@ enum Item {
 struct BlobXml {
     name: NameXml,
     properties: PropertiesXml,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// The library's records among a listed blob's metadata (names as on the wire).
+fn records(listed: Option<BTreeMap<String, String>>) -> Metadata {
+    let mut out: Metadata = listed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let value = crate::attributes::decode_header_value(value.as_bytes());
+            (unescape_name(&name), value)
+        })
+        .collect();
+    crate::attributes::keep_records(&mut out);
+    out
 }
 
 #[derive(serde::Deserialize)]

@@ -655,7 +655,7 @@ impl Backend for FsBackend {
             let mut walk = walk::Walk::new(
                 &inner.layout,
                 &req.prefix,
-                req.token.as_deref(),
+                req.resume_after(),
                 req.delimiter,
             );
             let page = listing::page(&mut walk, &req, inner.caps.max_list_page);

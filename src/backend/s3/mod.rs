@@ -388,6 +388,9 @@ impl S3Backend {
         if let Some(t) = &req.token {
             pairs.push(("continuation-token", t.as_str()));
         }
+        if let Some(s) = req.start_after.as_deref().filter(|_| !req.delimiter) {
+            pairs.push(("start-after", s));
+        }
         let url = self.client.bucket_url(op, &req.prefix, &query(&pairs))?;
         let resp = self
             .client
