@@ -845,6 +845,12 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
             None,
         ));
     }
+    // One worker of many (a Kubernetes Indexed Job): its identity, checked first.
+    let identity = if args.worker {
+        Some(worker_identity(args.run.clone())?)
+    } else {
+        None
+    };
     let (src, dst) = (ctx.store(&source)?, ctx.store(&destination)?);
     let lease = std::time::Duration::from_secs(args.lease.max(1));
     let started = Instant::now();
@@ -889,27 +895,9 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
         let extra = json!({"job": job, "run": run, "units": plan.units.len(), "workers": n});
         return summarize(ctx, &total, &opts, started, extra);
     }
-    // One worker of many (a Kubernetes Indexed Job).
-    let index: u32 = std::env::var("JOB_COMPLETION_INDEX")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| {
-            fail(
-                2,
-                "--worker needs JOB_COMPLETION_INDEX (a number), which an Indexed Job sets",
-                Some("run it in a Kubernetes Indexed Job, or set JOB_COMPLETION_INDEX"),
-            )
-        })?;
-    let run = args
-        .run
-        .or_else(|| std::env::var("CLOUDSTORE_SYNC_RUN").ok())
-        .ok_or_else(|| {
-            fail(
-                2,
-                "--worker needs --run (or CLOUDSTORE_SYNC_RUN): the same for every worker of the run",
-                Some("in Kubernetes, pass the Job's name"),
-            )
-        })?;
+    let Some((index, run)) = identity else {
+        return Err(fail(2, "--worker needs an index and a run", None));
+    };
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string());
     let worker = format!("{index}-{host}");
     let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?.with_lease(lease);
@@ -928,6 +916,31 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
     let r = r?;
     let extra = json!({"job": job, "run": run, "worker": worker, "units_done": r.units, "units_given_up": r.given_up});
     summarize(ctx, &r.report, &opts, started, extra)
+}
+
+/// A worker's index (from `JOB_COMPLETION_INDEX`) and run name (`--run`, else
+/// `CLOUDSTORE_SYNC_RUN`).
+fn worker_identity(run: Option<String>) -> Result<(u32, String), Failure> {
+    let index = std::env::var("JOB_COMPLETION_INDEX")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            fail(
+                2,
+                "--worker needs JOB_COMPLETION_INDEX (a number), which an Indexed Job sets",
+                Some("run it in a Kubernetes Indexed Job, or set JOB_COMPLETION_INDEX"),
+            )
+        })?;
+    let run = run
+        .or_else(|| std::env::var("CLOUDSTORE_SYNC_RUN").ok())
+        .ok_or_else(|| {
+            fail(
+                2,
+                "--worker needs --run (or CLOUDSTORE_SYNC_RUN), the same for every worker",
+                Some("in Kubernetes, pass the Job's name"),
+            )
+        })?;
+    Ok((index, run))
 }
 
 async fn sync_status(
