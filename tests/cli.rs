@@ -290,3 +290,83 @@ fn odd_names_written_by_another_client_are_all_listed_synced_and_verified() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn a_migration_rehearsed_on_local_directories_with_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src_dir, dst_dir) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::create_dir_all(&dst_dir).unwrap();
+    // Files another program wrote are the source's objects.
+    for i in 0..500 {
+        let d = src_dir.join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i:04}")), format!("file {i}")).unwrap();
+    }
+    let (src, dst) = (
+        format!("file://{}", src_dir.display()),
+        format!("file://{}", dst_dir.display()),
+    );
+    // `cp` takes file:// store URLs like any other store URL, both ways.
+    // The first makes the directory a store; a later URL below it names a key of that
+    // store (`extra/two.txt`), not a store of its own.
+    let local = dir.path().join("extra.txt");
+    std::fs::write(&local, "extra").unwrap();
+    for (to, file) in [("one.txt", "one.txt"), ("extra/two.txt", "extra/two.txt")] {
+        let o = run(&["cp", local.to_str().unwrap(), &format!("{src}/{to}")]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert_eq!(
+            std::fs::read_to_string(src_dir.join(file)).unwrap(),
+            "extra"
+        );
+    }
+    assert!(!src_dir.join("extra/.cloudstore").exists());
+    let back = dir.path().join("back.txt");
+    let o = run(&[
+        "cp",
+        &format!("{src}/extra/two.txt"),
+        back.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "extra");
+    let o = run(&["cp", local.to_str().unwrap(), back.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // Three workers in one process share the sync through claims in the destination.
+    let o = run(&["--json", "--progress", "sync", "--workers", "3", &src, &dst]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&o);
+    assert_eq!(
+        (v["copied"].as_u64(), v["workers"].as_u64()),
+        (Some(502), Some(3))
+    );
+    assert!(
+        text(&o.stderr).contains("sync: listed 502"),
+        "{}",
+        text(&o.stderr)
+    );
+    let run_name = v["run"].as_str().unwrap().to_string();
+    let o = run(&["--json", "sync", "status", &src, &dst, "--run", &run_name]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let st = json(&o);
+    assert_eq!(st["done"], st["units"], "{st}");
+    assert_eq!(
+        (st["open_claims"].as_u64(), st["copied"].as_u64()),
+        (Some(0), Some(502))
+    );
+
+    // The next run reuses the plan and the records: nothing copied, no HEAD.
+    let o = run(&["--json", "sync", "--workers", "2", &src, &dst]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&o);
+    assert_eq!(
+        (v["copied"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(502))
+    );
+    assert_eq!(v["requests"]["heads"], 0, "{v}");
+    let o = run(&["verify", &src, &dst]);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    // A worker outside an Indexed Job says what it misses.
+    let o = run(&["sync", "--worker", "--run", "r", &src, &dst]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("JOB_COMPLETION_INDEX"));
+}

@@ -21,7 +21,9 @@ use cloudstore::{Error, ErrorKind, ObjectMeta, Progress, Store, StoreOptions};
 ///
 /// Locations are URLs: s3://bucket/key, az://container/key,
 /// https://ACCOUNT.blob.core.windows.net/container/key, gs://bucket/key, file:///dir (a
-/// directory as a store, for ls, sync and verify). A plain path is a local file (cp).
+/// directory as a store; in cp, file:///dir/key is a key of the nearest enclosing
+/// directory that already is a store, else of the file's own directory). A plain path is
+/// a local file (cp).
 /// Credentials come from the usual environment (AWS_*, AZURE_STORAGE_*,
 /// GOOGLE_APPLICATION_CREDENTIALS, STORAGE_EMULATOR_HOST) or from -o options.
 ///
@@ -385,12 +387,24 @@ fn split_url(url: &str, object: bool) -> Result<(String, String), Failure> {
     };
     let path = parsed.path().trim_start_matches('/');
     if parsed.scheme() == "file" {
-        // A local file: its directory is the store.
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if object && name.is_empty() {
+        // The store is the nearest enclosing directory that already is one (it holds the
+        // store's `.cloudstore`), else the file's own directory.
+        let segments: Vec<&str> = path.split('/').collect();
+        let parent = segments.len() - 1;
+        if object && segments[parent].is_empty() {
             return Err(fail(2, format!("'{url}' names no file"), None));
         }
-        return Ok((format!("file:///{dir}"), decode(name)?));
+        let is_store = |n: usize| {
+            url::Url::parse(&format!("file:///{}", segments[..n].join("/")))
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .is_some_and(|d| d.join(".cloudstore").is_dir())
+        };
+        let root = (0..=parent).rev().find(|&n| is_store(n)).unwrap_or(parent);
+        return Ok((
+            format!("file:///{}", segments[..root].join("/")),
+            decode(&segments[root..].join("/"))?,
+        ));
     }
     let (store_path, key) = if matches!(parsed.scheme(), "https" | "http") {
         match path.split_once('/') {

@@ -288,6 +288,27 @@ struct Tally {
     state: state::Counts,
 }
 
+/// The longest prefix every key of `bounds` under `prefix` has: every string between two
+/// that share a prefix shares it too. A unit listed by it reads only its own keys even
+/// where a listing cannot start after a key (Azure).
+fn narrowed(prefix: &str, bounds: &Bounds) -> String {
+    let (Some(a), Some(u)) = (&bounds.after, &bounds.until) else {
+        return prefix.to_string();
+    };
+    let common: usize = a
+        .chars()
+        .zip(u.chars())
+        .take_while(|(x, y)| x == y)
+        .map(|(c, _)| c.len_utf8())
+        .sum();
+    let lcp = &a[..common];
+    if lcp.len() > prefix.len() && lcp.starts_with(prefix) {
+        lcp.to_string()
+    } else {
+        prefix.to_string()
+    }
+}
+
 /// One page-by-page listing of `store` within `bounds`, counting pages; keys under
 /// [`STATE_PREFIX`] are not listed.
 fn listing(
@@ -297,7 +318,7 @@ fn listing(
     pages: &Arc<AtomicU64>,
 ) -> BoxStream<'static, Result<ObjectMeta>> {
     let req = ListRequest {
-        prefix: prefix.to_string(),
+        prefix: narrowed(prefix, bounds),
         start_after: bounds.after.clone(),
         ..Default::default()
     };
@@ -677,4 +698,27 @@ pub(crate) async fn in_place(src: &Store, dst: &Store, key: &str) -> Result<bool
         return Ok(a == b);
     }
     Ok(s.etag.is_some() && d.source_etag == s.etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unit_lists_the_prefix_its_bounds_share() {
+        let b = |a: &str, u: &str| Bounds {
+            after: Some(a.into()),
+            until: Some(u.into()),
+        };
+        assert_eq!(narrowed("", &b("p3/k00100", "p3/k00250")), "p3/k00");
+        assert_eq!(narrowed("p3/", &b("p3/a", "p4/b")), "p3/");
+        assert_eq!(narrowed("x/", &b("p3/a", "p3/b")), "x/");
+        assert_eq!(narrowed("", &b("é1", "é2")), "é");
+        assert_eq!(narrowed("", &b("éa", "èb")), "");
+        let open = Bounds {
+            after: None,
+            until: Some("z".into()),
+        };
+        assert_eq!(narrowed("q", &open), "q");
+    }
 }
