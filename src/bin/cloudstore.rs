@@ -231,7 +231,20 @@ fn fail(code: u8, message: impl Into<String>, hint: Option<&str>) -> Failure {
 
 type Out = Result<serde_json::Value, Failure>;
 
+/// glibc gives every thread that contends for the allocator an arena of its own, and the
+/// blocking threads of local-directory I/O then hold freed memory in up to 8 per core: a
+/// sync of 10^5 small files grew from 13 to 23 MiB that way. Two arenas keep it flat
+/// (15 MiB) and cost no throughput here.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

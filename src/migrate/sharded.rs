@@ -400,6 +400,7 @@ impl ShardedSync {
         let mut base = SyncProgress::default();
         // Results never go away: a unit seen done is not read again.
         let mut done = vec![false; n];
+        let mut pause = Duration::from_millis(25);
         loop {
             let (mut waiting, mut worked) = (false, false);
             for i in 0..n {
@@ -418,6 +419,22 @@ impl ShardedSync {
                     waiting = true;
                     continue;
                 };
+                // A claim released since the result was read may be released because the
+                // unit is done (the result is written before the release): look again.
+                if self
+                    .read::<SyncReport>(&self.result_key(u))
+                    .await?
+                    .is_some()
+                {
+                    done[at] = true;
+                    let released = Claim {
+                        released: true,
+                        ..self.lease_for(worker)
+                    };
+                    self.write_claim(u, &released, PutMode::IfMatch(etag))
+                        .await?;
+                    continue;
+                }
                 worked = true;
                 match self.work(u, worker, etag, &base, on_progress).await {
                     Ok(r) => {
@@ -436,10 +453,13 @@ impl ShardedSync {
             if !waiting {
                 break;
             }
-            if !worked {
-                // Others hold the rest: look again soon (a unit whose worker died comes
-                // free when its lease ends).
-                tokio::time::sleep((self.lease / 4).min(Duration::from_secs(1))).await;
+            if worked {
+                pause = Duration::from_millis(25);
+            } else {
+                // Others hold the rest: look again soon, then less often (a unit whose
+                // worker died comes free when its lease ends).
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min((self.lease / 4).min(Duration::from_secs(1)));
             }
         }
         let mut end = base;

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::object::{Payload, PutOptions};
 use crate::store::Store;
 
-/// Entries per state object: about 1 MB of JSON for typical keys.
-pub(crate) const CHUNK: usize = 8192;
+/// Entries per state object: about 100 KB of JSON for typical keys, so that a few workers
+/// stay small in memory, at about three requests per thousand objects.
+pub(crate) const CHUNK: usize = 1000;
 
 /// One key's record: `(key, source size, source ETag, destination ETag)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,6 +90,7 @@ impl std::fmt::Debug for SyncOptions {
 /// Requests a sync sent, by kind. Copies count once per object whatever they took (a
 /// streamed copy is a GET and one or more writes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct SyncRequests {
     /// Listing pages of both stores.
@@ -126,6 +127,7 @@ impl SyncRequests {
 
 /// What [`sync`] did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct SyncReport {
     /// Objects the source listing returned under the prefix. Each ends as exactly one of
@@ -619,7 +621,7 @@ async fn decide(
                 None => {
                     let _permit = limit.acquire().await;
                     tally.heads.fetch_add(2, Ordering::Relaxed);
-                    in_place(src, dst, key).await
+                    Box::pin(in_place(src, dst, key)).await
                 }
             };
             match verdict {
@@ -641,6 +643,8 @@ async fn decide(
     let _permit = limit.acquire().await;
     // Where the listing showed no object, the copy must not replace one that appeared
     // since (another worker's copy, the application's write).
+    // (The copy's futures are boxed: a decision waiting in the window stays small, the
+    // large state of a copy exists only for the `concurrency` copies running.)
     let mode = if absent && creates(src, dst) {
         PutMode::Create
     } else {
@@ -651,7 +655,7 @@ async fn decide(
         mode,
         progress: None,
     };
-    match copy(src, key, dst, key, &copy_opts).await {
+    match Box::pin(copy(src, key, dst, key, &copy_opts)).await {
         Ok(c) => {
             let entry = match (c.source_etag, c.meta.etag) {
                 (Some(se), Some(de)) => Some(Entry(key.to_string(), c.bytes, se, de)),
@@ -661,11 +665,11 @@ async fn decide(
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             tally.heads.fetch_add(2, Ordering::Relaxed);
-            match in_place(src, dst, key).await {
+            match Box::pin(in_place(src, dst, key)).await {
                 Ok(true) => (Outcome::Skipped, None),
                 Ok(false) => {
                     tally.copies.fetch_add(1, Ordering::Relaxed);
-                    match copy(src, key, dst, key, &CopyOptions::default()).await {
+                    match Box::pin(copy(src, key, dst, key, &CopyOptions::default())).await {
                         Ok(c) => (Outcome::Copied(c.bytes), None),
                         Err(e) => (Outcome::Failed(e.to_string()), None),
                     }
