@@ -11,7 +11,8 @@
 //!
 //! Each configuration runs in its own process (this binary, re-run with
 //! `CLOUDSTORE_SYNC_BENCH_CHILD=keys,workers`), which reports its peak RSS (`VmHWM`).
-//! `CLOUDSTORE_SYNC_BENCH_MAX` caps the key counts (default 1000000).
+//! `CLOUDSTORE_SYNC_BENCH_MAX` caps the key counts (default 1000000). Under `cargo test
+//! --benches` (no `--bench` argument) it syncs 2000 keys once per worker count.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -322,10 +323,13 @@ fn main() {
         child(&spec);
         return;
     }
+    // Under `cargo test --benches` (no `--bench` argument): one small run of each worker
+    // count, so that the benchmark's own checks run with the tests.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let max: u64 = std::env::var("CLOUDSTORE_SYNC_BENCH_MAX")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if smoke { 2_000 } else { 1_000_000 });
     let exe = std::env::current_exe().unwrap();
     println!("sync benchmark: synthetic source and sink, records on local disk; 2 runtime threads");
     println!(
@@ -333,10 +337,15 @@ fn main() {
     );
     println!("|--:|--:|--:|--:|--:|--:|");
     let mut rows: Vec<serde_json::Value> = Vec::new();
-    for n in [10_000u64, 100_000, 1_000_000]
-        .into_iter()
-        .filter(|&n| n <= max)
-    {
+    let sizes: Vec<u64> = if smoke {
+        vec![max]
+    } else {
+        [10_000u64, 100_000, 1_000_000]
+            .into_iter()
+            .filter(|&n| n <= max)
+            .collect()
+    };
+    for n in sizes {
         for workers in [1usize, 2, 4] {
             let out = std::process::Command::new(&exe)
                 .env("CLOUDSTORE_SYNC_BENCH_CHILD", format!("{n},{workers}"))
@@ -358,6 +367,9 @@ fn main() {
             );
             rows.push(v);
         }
+    }
+    if smoke {
+        return;
     }
     let rss = |n: u64, w: u64| {
         rows.iter()

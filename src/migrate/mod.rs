@@ -12,6 +12,13 @@
 //! recognises a finished copy even where no CRC32C can be stored (S3 multipart uploads of
 //! objects written by other tools): an interrupted sync, run again, copies only what it
 //! cannot prove is already there.
+//!
+//! [`sync`] streams: the two listings are merged as they are read into a bounded window of
+//! work, so memory does not grow with the number of keys, and [`SyncOptions::progress`]
+//! reports while it runs. With [`SyncOptions::state`] it keeps what it learned in the
+//! destination under [`STATE_PREFIX`], so that a re-run over unchanged data decides from
+//! the listings alone. [`ShardedSync`] splits one sync into key-range units that any number
+//! of workers, on any machines, share through claims in the destination store.
 
 mod sharded;
 mod state;
