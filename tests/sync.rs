@@ -258,3 +258,24 @@ async fn a_unit_whose_worker_died_is_taken_over_when_its_lease_ends() {
     .unwrap();
     assert!(verify.all_in_place(), "{verify:?}");
 }
+
+#[tokio::test]
+async fn a_worker_that_cannot_list_fails_and_leaves_no_claim() {
+    use cloudstore::middleware::{Fault, Faults, Rule};
+    use cloudstore::{Backend, ErrorKind, Op};
+    let (_dir, src, dst) = dirs();
+    fill(&src, 100).await;
+    let job = ShardedSync::new(&src, &dst, "j", "r", SyncOptions::default()).unwrap();
+    job.plan(2).await.unwrap();
+    let refused = Faults::new(src.backend().clone())
+        .with_rule(Rule::new(Op::List, Fault::Fail(ErrorKind::PermissionDenied)).times(u64::MAX));
+    let refused = Store::from_arc(Arc::new(refused) as Arc<dyn Backend>);
+    let broken = ShardedSync::new(&refused, &dst, "j", "r", SyncOptions::default()).unwrap();
+    let e = broken.run_worker("w").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    let st = job.status().await.unwrap();
+    assert_eq!((st.done, st.open_claims), (0, 0), "{st:?}");
+    // Another worker that can list takes the unit over at once.
+    let r = job.run_worker("ok").await.unwrap();
+    assert_eq!((r.units, r.report.copied), (2, 100));
+}

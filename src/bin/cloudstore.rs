@@ -942,7 +942,18 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
     }
     let r = r?;
     let extra = json!({"job": job, "run": run, "worker": worker, "units_done": r.units, "units_given_up": r.given_up});
-    summarize(ctx, &r.report, &opts, started, extra)
+    let out = summarize(ctx, &r.report, &opts, started, extra)?;
+    // Every unit has a result now; objects that failed in any worker's units fail every
+    // worker, so that the Job shows it (a new run copies them).
+    let failed = sharded.status().await?.report.failed.len();
+    if failed > 0 {
+        return Err(fail(
+            1,
+            format!("run {run}: {failed} objects failed in the units of all workers"),
+            Some("see `cloudstore sync status`; a new run (a new Job) copies what is missing"),
+        ));
+    }
+    Ok(out)
 }
 
 /// A worker's index (from `JOB_COMPLETION_INDEX`) and run name (`--run`, else

@@ -427,24 +427,18 @@ impl ShardedSync {
                     .is_some()
                 {
                     done[at] = true;
-                    let released = Claim {
-                        released: true,
-                        ..self.lease_for(worker)
-                    };
-                    self.write_claim(u, &released, PutMode::IfMatch(etag))
-                        .await?;
+                    self.release(u, worker, etag).await?;
                     continue;
                 }
                 worked = true;
-                match self.work(u, worker, etag, &base, on_progress).await {
-                    Ok(r) => {
+                match self.work(u, worker, etag, &base, on_progress).await? {
+                    Some(r) => {
                         done[at] = true;
                         out.units += 1;
                         base.add(&progress_of(&r));
                         out.report.add(&r);
                     }
-                    Err(e) => {
-                        tracing::warn!(unit = u.id, error = %e, "gave up a unit");
+                    None => {
                         out.given_up += 1;
                         waiting = true;
                     }
@@ -468,7 +462,10 @@ impl ShardedSync {
         Ok(out)
     }
 
-    /// Syncs unit `u` under the claim `etag`, renewing it; records the result.
+    /// Syncs unit `u` under the claim `etag`, renewing it; records the result and releases
+    /// the claim. `None`: the lease was lost and the unit given up. An error (a listing
+    /// that failed for good, a result that could not be written) releases the claim, so
+    /// that another worker may try, and ends this worker.
     async fn work(
         &self,
         u: &Unit,
@@ -476,7 +473,7 @@ impl ShardedSync {
         etag: String,
         base: &SyncProgress,
         on_progress: &(dyn Fn(&SyncProgress) + Sync),
-    ) -> Result<SyncReport> {
+    ) -> Result<Option<SyncReport>> {
         let bounds = u.bounds();
         let slot = state_slot(&self.dst, &self.opts, &u.name(), &bounds)?;
         let report_progress = |p: &SyncProgress| {
@@ -513,21 +510,53 @@ impl ShardedSync {
                 }
             }
         };
-        let report = tokio::select! {
-            r = sync => r?,
-            lost = renew => return Err(lost),
+        let synced = tokio::select! {
+            r = sync => r,
+            lost = renew => {
+                tracing::warn!(unit = u.id, error = %lost, "gave up a unit");
+                return Ok(None);
+            }
         };
-        let body = serde_json::to_vec(&report).map_err(|e| garbage("sync result", e))?;
-        self.dst.put(&self.result_key(u), body).await?;
+        let recorded = match synced {
+            Ok(report) => match serde_json::to_vec(&report) {
+                Ok(body) => self
+                    .dst
+                    .put(&self.result_key(u), body)
+                    .await
+                    .map(|_| report),
+                Err(e) => Err(garbage("sync result", e)),
+            },
+            Err(e) => Err(e),
+        };
+        let release = self.release(u, worker, etag).await;
+        let report = recorded?;
+        release?;
+        Ok(Some(report))
+    }
+
+    /// Releases `worker`'s claim on `u`, last written with `etag`. A renewal cancelled in
+    /// flight may have changed the ETag: the claim is read again, and released if it is
+    /// still this worker's; a claim taken over meanwhile stays its new holder's.
+    async fn release(&self, u: &Unit, worker: &str, etag: String) -> Result<()> {
         let released = Claim {
             released: true,
             ..self.lease_for(worker)
         };
-        // Released on the ETag last written: a claim taken over meanwhile stays its
-        // new holder's.
-        self.write_claim(u, &released, PutMode::IfMatch(etag))
-            .await?;
-        Ok(report)
+        if self
+            .write_claim(u, &released, PutMode::IfMatch(etag))
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        if let Some((c, etag)) = self.read::<Claim>(&self.claim_key(u)).await?
+            && c.worker == worker
+            && !c.released
+        {
+            self.write_claim(u, &released, PutMode::IfMatch(etag))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Where the run stands: units done, running, expired; open claims; the sum of the
