@@ -253,7 +253,8 @@ fn stores(n: u64, full: bool, state: &Store) -> (Store, Store) {
     (Store::new(src), Store::new(dst))
 }
 
-async fn run_job(src: &Store, dst: &Store, workers: usize, run: &str) -> (SyncReport, f64) {
+/// The job's report, its seconds and its number of units.
+async fn run_job(src: &Store, dst: &Store, workers: usize, run: &str) -> (SyncReport, f64, u64) {
     let job = ShardedSync::new(
         src,
         dst,
@@ -270,7 +271,11 @@ async fn run_job(src: &Store, dst: &Store, workers: usize, run: &str) -> (SyncRe
     )
     .unwrap();
     let started = Instant::now();
-    job.plan(8 * workers).await.unwrap();
+    let units = std::env::var("CLOUDSTORE_SYNC_BENCH_UNITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8 * workers);
+    let plan = job.plan(units).await.unwrap();
     let reports = futures::future::join_all((0..workers).map(|w| {
         let job = job.clone();
         async move { job.run_worker(&format!("w{w}")).await.unwrap() }
@@ -281,7 +286,7 @@ async fn run_job(src: &Store, dst: &Store, workers: usize, run: &str) -> (SyncRe
     for r in &reports {
         total.add(&r.report);
     }
-    (total, secs)
+    (total, secs, plan.units.len() as u64)
 }
 
 fn child(spec: &str) {
@@ -296,15 +301,15 @@ fn child(spec: &str) {
         let dir = tempfile::tempdir().unwrap();
         let state = Store::local(dir.path()).unwrap();
         let (src, dst) = stores(n, false, &state);
-        let (first, first_secs) = run_job(&src, &dst, workers, "first").await;
+        let (first, first_secs, _) = run_job(&src, &dst, workers, "first").await;
         assert_eq!(first.copied, n, "{first:?}");
         let (src, dst) = stores(n, true, &state);
-        let (again, again_secs) = run_job(&src, &dst, workers, "again").await;
+        let (again, again_secs, units) = run_job(&src, &dst, workers, "again").await;
         assert_eq!((again.copied, again.skipped), (0, n), "{again:?}");
         let q = &again.requests;
         // Requests besides listing pages: HEADs, copies, records, and the job's own plan,
         // claims and results.
-        let coordination = 2 + 4 * 8 * workers as u64;
+        let coordination = 2 + 4 * units;
         let per_object = (q.per_object_checks() + q.copies + coordination) as f64 / n as f64;
         println!(
             "{{\"keys\":{n},\"workers\":{workers},\"first_keys_s\":{:.0},\"rerun_keys_s\":{:.0},\"peak_rss_kib\":{},\"rerun_requests_per_object\":{per_object:.5},\"rerun_list_pages\":{},\"rerun_heads\":{}}}",

@@ -179,7 +179,9 @@ async fn workers_share_one_sync_through_claims_in_the_destination() {
     let (_dir, src, dst) = dirs();
     let n = 2000;
     fill(&src, n).await;
-    let job = ShardedSync::new(&src, &dst, "move", "run-1", SyncOptions::default()).unwrap();
+    let job = ShardedSync::new(&src, &dst, "move", "run-1", SyncOptions::default())
+        .unwrap()
+        .with_min_unit_keys(1);
     let plan = job.plan(12).await.unwrap();
     assert_eq!(plan.units.len(), 12);
     assert_eq!(plan.planned_keys, n as u64);
@@ -221,7 +223,8 @@ async fn a_unit_whose_worker_died_is_taken_over_when_its_lease_ends() {
     let lease = Duration::from_millis(600);
     let job = ShardedSync::new(&src, &dst, "j", "r", SyncOptions::default())
         .unwrap()
-        .with_lease(lease);
+        .with_lease(lease)
+        .with_min_unit_keys(1);
     job.plan(3).await.unwrap();
     // A worker that stops (its task dropped, as a killed process stops) in the middle of
     // its first unit, holding the claim.
@@ -265,7 +268,9 @@ async fn a_worker_that_cannot_list_fails_and_leaves_no_claim() {
     use cloudstore::{Backend, ErrorKind, Op};
     let (_dir, src, dst) = dirs();
     fill(&src, 100).await;
-    let job = ShardedSync::new(&src, &dst, "j", "r", SyncOptions::default()).unwrap();
+    let job = ShardedSync::new(&src, &dst, "j", "r", SyncOptions::default())
+        .unwrap()
+        .with_min_unit_keys(1);
     job.plan(2).await.unwrap();
     let refused = Faults::new(src.backend().clone())
         .with_rule(Rule::new(Op::List, Fault::Fail(ErrorKind::PermissionDenied)).times(u64::MAX));

@@ -53,8 +53,21 @@ async fn four_worker_processes_finish_a_sync_when_one_is_killed() {
     let spawn = |i: usize| {
         Command::new(BIN)
             .args([
-                "--json", "sync", &src_url, &dst_url, "--worker", "--job", job, "--run", run,
-                "--units", "16", "--lease", "3",
+                "--json",
+                "sync",
+                &src_url,
+                &dst_url,
+                "--worker",
+                "--job",
+                job,
+                "--run",
+                run,
+                "--units",
+                "16",
+                "--lease",
+                "3",
+                "--min-unit-keys",
+                "1",
             ])
             .env("JOB_COMPLETION_INDEX", i.to_string())
             .env("HOSTNAME", format!("pod-{i}"))

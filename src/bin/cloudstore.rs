@@ -93,7 +93,7 @@ enum Command {
         #[command(subcommand)]
         action: Option<SyncAction>,
         #[command(flatten)]
-        args: SyncArgs,
+        args: Box<SyncArgs>,
     },
     /// Check objects: with one URL, read every object under it and verify its stored
     /// checksum; with two, check that DESTINATION holds what SOURCE holds.
@@ -156,6 +156,9 @@ struct SyncArgs {
     /// Seconds a worker's claim on a unit lasts without renewal.
     #[arg(long, default_value_t = 60)]
     lease: u64,
+    /// The fewest keys a planned unit should have (a small job gets fewer units).
+    #[arg(long, default_value_t = 10_000)]
+    min_unit_keys: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -510,7 +513,7 @@ async fn run(cli: Cli) -> Out {
                 job,
                 run,
             }) => sync_status(&ctx, &source, &destination, job, &run).await,
-            None => sync_command(&ctx, args).await,
+            None => sync_command(&ctx, *args).await,
         },
         Command::Verify {
             source,
@@ -891,7 +894,9 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
                 .unwrap_or(0);
             format!("local-{secs}")
         });
-        let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?.with_lease(lease);
+        let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?
+            .with_lease(lease)
+            .with_min_unit_keys(args.min_unit_keys);
         let plan = sharded.plan(args.units.unwrap_or(8 * n)).await?;
         let per = std::sync::Mutex::new(vec![SyncProgress::default(); n]);
         let workers = (0..n).map(|i| {
@@ -927,7 +932,9 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
     };
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string());
     let worker = format!("{index}-{host}");
-    let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?.with_lease(lease);
+    let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?
+        .with_lease(lease)
+        .with_min_unit_keys(args.min_unit_keys);
     if index == 0 {
         sharded.plan(args.units.unwrap_or(64)).await?;
     }

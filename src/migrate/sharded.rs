@@ -124,7 +124,8 @@ pub struct SyncStatus {
 /// for i in 0..100 {
 ///     src.put(&format!("k/{i:03}"), "x").await?;
 /// }
-/// let job = ShardedSync::new(&src, &dst, "job1", "run1", SyncOptions::default())?;
+/// let job = ShardedSync::new(&src, &dst, "job1", "run1", SyncOptions::default())?
+///     .with_min_unit_keys(10);
 /// job.plan(4).await?;
 /// // Any number of workers, anywhere: each runs until every unit is done.
 /// let (a, b) = futures::join!(job.run_worker("a"), job.run_worker("b"));
@@ -141,6 +142,7 @@ pub struct ShardedSync {
     run: String,
     opts: SyncOptions,
     lease: Duration,
+    min_unit_keys: u64,
 }
 
 fn now_ms() -> u64 {
@@ -186,7 +188,16 @@ impl ShardedSync {
                 ..opts
             },
             lease: Duration::from_secs(60),
+            min_unit_keys: 10_000,
         })
+    }
+
+    /// The fewest keys a planned unit should have (default 10,000): a unit costs a few
+    /// requests of its own (claim, renewals, result, records) and a warm-up, so a small
+    /// job gets fewer units than asked for. 1 plans exactly the units asked for.
+    pub fn with_min_unit_keys(mut self, keys: u64) -> Self {
+        self.min_unit_keys = keys.max(1);
+        self
     }
 
     /// How long a claim holds without renewal (default 60 s; renewed every third of it).
@@ -235,9 +246,10 @@ impl ShardedSync {
         }
     }
 
-    /// The job's plan: the one already made, or a new one of about `units` units cut from
-    /// one pass over the source listing (memory stays flat: it keeps at most `2 * units`
-    /// sample keys). Concurrent planners agree: the first plan written wins.
+    /// The job's plan: the one already made, or a new one of about `units` units (fewer
+    /// where units would hold less than [`ShardedSync::with_min_unit_keys`]) cut from one
+    /// pass over the source listing (memory stays flat: it keeps at most `2 * units` sample
+    /// keys). Concurrent planners agree: the first plan written wins.
     pub async fn plan(&self, units: usize) -> Result<Plan> {
         if let Some(p) = self.load_plan().await? {
             return Ok(p);
@@ -275,6 +287,8 @@ impl ShardedSync {
                 }
             }
         }
+        let by_size = usize::try_from(seen / self.min_unit_keys).unwrap_or(usize::MAX);
+        let units = units.min(by_size).max(1);
         let mut cuts: Vec<String> = (1..units)
             .filter_map(|i| samples.get(i * samples.len() / units).cloned())
             .collect();
