@@ -236,8 +236,8 @@ type Out = Result<serde_json::Value, Failure>;
 
 /// glibc gives every thread that contends for the allocator an arena of its own, and the
 /// blocking threads of local-directory I/O then hold freed memory in up to 8 per core: a
-/// sync of 10^5 small files grew from 13 to 23 MiB that way. Two arenas keep it flat
-/// (15 MiB) and cost no throughput here.
+/// sync of 10^5 small files peaked at 23 MiB that way. Two arenas keep it at 15 MiB
+/// and cost no throughput here.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
