@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::user_keys;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloudstore::migrate::{self, STATE_PREFIX, ShardedSync, SyncOptions, SyncProgress};
+use cloudstore::migrate::{self, ShardedSync, SyncOptions, SyncProgress};
 use cloudstore::{Store, StoreOptions};
 use futures::StreamExt;
 
@@ -42,16 +44,19 @@ async fn fill(store: &Store, n: usize) {
         .await;
 }
 
-/// Keys of `store` outside the sync's own records.
-async fn user_keys(store: &Store) -> Vec<String> {
-    store
-        .list_all(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key.into_string())
-        .filter(|k| !k.starts_with(STATE_PREFIX))
-        .collect()
+/// Fails unless a verification finds every source object in place at the destination.
+async fn assert_all_in_place(src: &Store, dst: &Store) {
+    let verify = migrate::sync(
+        src,
+        dst,
+        &SyncOptions {
+            verify_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(verify.all_in_place(), "{verify:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,17 +126,7 @@ async fn a_rerun_over_unchanged_data_decides_from_listings_and_records() {
         "{third:?}"
     );
     assert_eq!(dst.get_bytes(&name(17)).await.unwrap(), "BODY 17");
-    let verify = migrate::sync(
-        &src,
-        &dst,
-        &SyncOptions {
-            verify_only: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert!(verify.all_in_place(), "{verify:?}");
+    assert_all_in_place(&src, &dst).await;
 }
 
 #[tokio::test]
@@ -249,17 +244,7 @@ async fn a_unit_whose_worker_died_is_taken_over_when_its_lease_ends() {
     assert_eq!(st.report.source_objects, n as u64);
     assert_eq!(st.report.copied + st.report.skipped, n as u64);
     assert!(st.report.failed.is_empty());
-    let verify = migrate::sync(
-        &src,
-        &dst,
-        &SyncOptions {
-            verify_only: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert!(verify.all_in_place(), "{verify:?}");
+    assert_all_in_place(&src, &dst).await;
 }
 
 #[tokio::test]

@@ -875,28 +875,32 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
             None,
         ));
     }
-    // One worker of many (a Kubernetes Indexed Job): its identity, checked first.
-    let identity = if args.worker {
-        Some(worker_identity(args.run.clone())?)
-    } else {
-        None
+    // The run, and for one worker of many (a Kubernetes Indexed Job) its index: checked
+    // before any store is opened.
+    let (run, index) = match args.workers {
+        Some(_) => {
+            let run = args.run.unwrap_or_else(|| {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                format!("local-{millis}")
+            });
+            (run, None)
+        }
+        None => {
+            let (index, run) = worker_identity(args.run)?;
+            (run, Some(index))
+        }
     };
     let (src, dst) = (ctx.store(&source)?, ctx.store(&destination)?);
-    let lease = std::time::Duration::from_secs(args.lease.max(1));
+    let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?
+        .with_lease(std::time::Duration::from_secs(args.lease.max(1)))
+        .with_min_unit_keys(args.min_unit_keys);
     let started = Instant::now();
     let bar = SyncBar::new(ctx);
     if let Some(n) = args.workers {
         let n = n.max(1);
-        let run = args.run.unwrap_or_else(|| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            format!("local-{secs}")
-        });
-        let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?
-            .with_lease(lease)
-            .with_min_unit_keys(args.min_unit_keys);
         let plan = sharded.plan(args.units.unwrap_or(8 * n)).await?;
         let per = std::sync::Mutex::new(vec![SyncProgress::default(); n]);
         let workers = (0..n).map(|i| {
@@ -927,14 +931,9 @@ async fn sync_command(ctx: &Ctx, args: SyncArgs) -> Out {
         let extra = json!({"job": job, "run": run, "units": plan.units.len(), "workers": n});
         return summarize(ctx, &total, &opts, started, extra);
     }
-    let Some((index, run)) = identity else {
-        return Err(fail(2, "--worker needs an index and a run", None));
-    };
+    let index = index.unwrap_or_default();
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| std::process::id().to_string());
     let worker = format!("{index}-{host}");
-    let sharded = ShardedSync::new(&src, &dst, &job, &run, opts.clone())?
-        .with_lease(lease)
-        .with_min_unit_keys(args.min_unit_keys);
     if index == 0 {
         sharded.plan(args.units.unwrap_or(64)).await?;
     }

@@ -449,7 +449,7 @@ impl ShardedSync {
                     Some(r) => {
                         done[at] = true;
                         out.units += 1;
-                        base.add(&progress_of(&r));
+                        base.add(&SyncProgress::of(&r));
                         out.report.add(&r);
                     }
                     None => {
@@ -612,18 +612,5 @@ impl ShardedSync {
             st.claims.push((u, claim, done));
         }
         Ok(st)
-    }
-}
-
-fn progress_of(r: &SyncReport) -> SyncProgress {
-    SyncProgress {
-        listed: r.source_objects,
-        compared: r.source_objects,
-        copied: r.copied,
-        copied_bytes: r.bytes,
-        skipped: r.skipped,
-        deleted: r.deleted,
-        failed: r.failed.len() as u64,
-        ..Default::default()
     }
 }

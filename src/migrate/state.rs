@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::{Payload, PutOptions};
+use crate::object::Payload;
 use crate::store::Store;
 
 /// Entries per state object: about 100 KB of JSON for typical keys, so that a few workers
@@ -219,10 +219,7 @@ impl Writer {
         let body = serde_json::to_vec(&pointer).unwrap_or_default();
         counts.writes.fetch_add(1, Ordering::Relaxed);
         let store = &self.slot.store;
-        if let Err(e) = store
-            .put_opts(&self.slot.pointer_key(), body, &PutOptions::default())
-            .await
-        {
+        if let Err(e) = store.put(&self.slot.pointer_key(), body).await {
             tracing::warn!(error = %e, "could not save the sync state; the next run will compare by requests");
             return false;
         }

@@ -195,6 +195,20 @@ pub struct SyncProgress {
 }
 
 impl SyncProgress {
+    /// The counts of `r` (every source object it reports was listed and compared).
+    pub(crate) fn of(r: &SyncReport) -> SyncProgress {
+        SyncProgress {
+            listed: r.source_objects,
+            compared: r.source_objects,
+            copied: r.copied,
+            copied_bytes: r.bytes,
+            skipped: r.skipped,
+            deleted: r.deleted,
+            failed: r.failed.len() as u64,
+            ..Default::default()
+        }
+    }
+
     /// Adds `o`'s counts (the progress of several workers).
     pub fn add(&mut self, o: &SyncProgress) {
         self.listed += o.listed;
@@ -482,36 +496,26 @@ pub(crate) async fn sync_range(
     );
 
     let mut report = SyncReport::default();
-    let mut progress = SyncProgress::default();
     let mut last = Instant::now();
-    let snapshot = |progress: &mut SyncProgress, tally: &Tally| {
-        progress.listed = tally.listed.load(Ordering::Relaxed);
-        progress.listed_bytes = tally.listed_bytes.load(Ordering::Relaxed);
+    // Progress is the report so far, with what the listing has read beyond it.
+    let progress = |report: &SyncReport, done: bool| SyncProgress {
+        listed: tally.listed.load(Ordering::Relaxed),
+        listed_bytes: tally.listed_bytes.load(Ordering::Relaxed),
+        done,
+        ..SyncProgress::of(report)
     };
     while let Some((pair, outcome, entry)) = outcomes.try_next().await? {
         if pair.src.is_some() {
             report.source_objects += 1;
-            progress.compared += 1;
         }
         match outcome {
             Outcome::Copied(bytes) => {
                 report.copied += 1;
                 report.bytes += bytes;
-                progress.copied += 1;
-                progress.copied_bytes += bytes;
             }
-            Outcome::Skipped => {
-                report.skipped += 1;
-                progress.skipped += 1;
-            }
-            Outcome::Deleted => {
-                report.deleted += 1;
-                progress.deleted += 1;
-            }
-            Outcome::Failed(why) => {
-                report.failed.push((pair.key().to_string(), why));
-                progress.failed += 1;
-            }
+            Outcome::Skipped => report.skipped += 1,
+            Outcome::Deleted => report.deleted += 1,
+            Outcome::Failed(why) => report.failed.push((pair.key().to_string(), why)),
             Outcome::Extra => {}
         }
         if let (Some(w), Some(e)) = (&mut writer, entry) {
@@ -519,16 +523,13 @@ pub(crate) async fn sync_range(
         }
         if last.elapsed() >= Duration::from_millis(100) {
             last = Instant::now();
-            snapshot(&mut progress, &tally);
-            on_progress(&progress);
+            on_progress(&progress(&report, false));
         }
     }
     if let Some(w) = writer {
         report.state_saved = w.finish(superseded, &tally.state).await;
     }
-    snapshot(&mut progress, &tally);
-    progress.done = true;
-    on_progress(&progress);
+    on_progress(&progress(&report, true));
     report.failed.sort();
     report.requests = SyncRequests {
         list_pages: tally.src_pages.load(Ordering::Relaxed)
@@ -695,13 +696,7 @@ fn creates(src: &Store, dst: &Store) -> bool {
 /// or a copy recorded from this very version.
 pub(crate) async fn in_place(src: &Store, dst: &Store, key: &str) -> Result<bool> {
     let (s, d) = futures::try_join!(src.head(key), dst.head(key))?;
-    if s.size != d.size {
-        return Ok(false);
-    }
-    if let (Some(a), Some(b)) = (declared(&s), declared(&d)) {
-        return Ok(a == b);
-    }
-    Ok(s.etag.is_some() && d.source_etag == s.etag)
+    Ok(s.size == d.size && listed_verdict(&s, &d, false, None) == Some(true))
 }
 
 #[cfg(test)]

@@ -325,3 +325,16 @@ pub fn gcs_raw_put(bucket: &str, name: &str, body: &[u8]) {
     );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
 }
+
+/// The keys of `store`, in order, without what syncs keep for themselves under
+/// [`cloudstore::migrate::STATE_PREFIX`].
+pub async fn user_keys(store: &Store) -> Vec<String> {
+    store
+        .list_all(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.into_string())
+        .filter(|k| !k.starts_with(cloudstore::migrate::STATE_PREFIX))
+        .collect()
+}
