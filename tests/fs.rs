@@ -491,3 +491,85 @@ async fn an_object_and_keys_below_it_coexist() {
         ErrorKind::NotFound
     );
 }
+
+/// Every key of the listing `req` describes, read page by page through `list_page`.
+async fn pages(store: &Store, mut req: cloudstore::ListRequest) -> (Vec<String>, usize) {
+    let (mut out, mut pages) = (Vec::new(), 0);
+    loop {
+        let page = store.list_page(&req).await.unwrap();
+        pages += 1;
+        assert!(page.objects.len() + page.common_prefixes.len() <= req.max_keys.unwrap());
+        out.extend(page.objects.into_iter().map(|m| m.key.into_string()));
+        out.extend(page.common_prefixes);
+        match page.next_token {
+            Some(t) => req.token = Some(t),
+            None => return (out, pages),
+        }
+    }
+}
+
+/// A directory with many more entries than a page is read a bounded chunk at a time; a
+/// chunk whose entries hold no object (empty directories) or whose files vanish must not
+/// end the directory early, nor may a page skip or repeat a key at a chunk's edge.
+#[tokio::test]
+async fn a_directory_larger_than_a_page_lists_every_key_once_in_order() {
+    let f = fixture();
+    let url = format!("file://{}", f.root.display());
+    let store = Store::from_url(&url, &cloudstore::StoreOptions::default()).unwrap();
+    let mut want = Vec::new();
+    for i in 0..300 {
+        let key = format!("big/f{i:04}");
+        std::fs::create_dir_all(f.root.join("big")).unwrap();
+        std::fs::write(f.root.join(&key), b"x").unwrap();
+        want.push(key);
+    }
+    // Twenty empty directories in a row, more than a chunk of a 7-key page: no object.
+    for i in 0..20 {
+        std::fs::create_dir_all(f.root.join(format!("big/f0100e{i:02}"))).unwrap();
+    }
+    // Names that are no key's, and an object whose key is also a directory's name.
+    std::fs::write(f.root.join("big/%abc"), b"x").unwrap();
+    store.put("big/f0200/in", "below").await.unwrap();
+    store.put("big/f0200", "own").await.unwrap();
+    want.push("big/f0200/in".into());
+    store.put("big/g/deep/x", "deep").await.unwrap();
+    want.push("big/g/deep/x".into());
+    want.sort();
+
+    let req = |max: usize, delimiter: bool| cloudstore::ListRequest {
+        prefix: "big/".into(),
+        delimiter,
+        max_keys: Some(max),
+        ..Default::default()
+    };
+    for max in [1, 7, 64, 1000] {
+        let (keys, n) = pages(&store, req(max, false)).await;
+        assert_eq!(keys, want, "pages of {max}");
+        assert_eq!(n, want.len().div_ceil(max), "pages of {max}");
+    }
+    // With a delimiter the directories are common prefixes, each once, in key order.
+    let (entries, _) = pages(&store, req(7, true)).await;
+    let mut grouped: Vec<String> = want
+        .iter()
+        .map(|k| match k[4..].find('/') {
+            Some(i) => k[..4 + i + 1].to_string(),
+            None => k.clone(),
+        })
+        .collect();
+    grouped.dedup();
+    let mut got = entries.clone();
+    got.sort();
+    assert_eq!(got, grouped);
+    // Starting after a key in the middle of a chunk.
+    let after = cloudstore::ListRequest {
+        start_after: Some("big/f0149".into()),
+        ..req(7, false)
+    };
+    let (keys, _) = pages(&store, after).await;
+    let tail: Vec<String> = want
+        .iter()
+        .filter(|k| k.as_str() > "big/f0149")
+        .cloned()
+        .collect();
+    assert_eq!(keys, tail);
+}

@@ -657,6 +657,8 @@ impl Backend for FsBackend {
                 &req.prefix,
                 req.resume_after(),
                 req.delimiter,
+                // The page takes one object past its limit to know whether more follow.
+                listing::limit(&req, inner.caps.max_list_page) + 1,
             );
             let page = listing::page(&mut walk, &req, inner.caps.max_list_page);
             match walk.error.take() {
