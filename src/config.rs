@@ -20,6 +20,10 @@
 //! `max_retries` (default 3) for the retry layer its store is wrapped in. `gs://` reads `STORAGE_EMULATOR_HOST` and
 //! `GOOGLE_APPLICATION_CREDENTIALS` and takes `endpoint`, `anonymous` and
 //! `service_account_path`.
+//! Every URL takes `key_policy` (`cloud`, `portable`; [`Store::with_key_policy`]) and
+//! `span_keys` (`plain`, `hash`; how spans show keys, [`Store::with_span_keys`]). Every
+//! store from a URL records spans and metrics for each request
+//! ([`Observed`](crate::middleware::Observed), see [`crate::observe`]).
 //! An unknown option is an error, so a typo cannot silently change behaviour.
 //!
 //! Credentials in a URL's user-info part are never repeated in errors or `Debug` output.
@@ -217,9 +221,18 @@ pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
             .parse::<crate::KeyPolicy>()
             .map_err(|m| config_error(format!("option 'key_policy': {m}")))?,
     };
+    let span_keys = match options.get("span_keys") {
+        None => crate::observe::KeyDisplay::Plain,
+        Some(v) => v
+            .parse::<crate::observe::KeyDisplay>()
+            .map_err(|m| config_error(format!("option 'span_keys': {m}")))?,
+    };
     let mut rest = options.clone();
     rest.entries.remove("key_policy");
-    Ok(open_scheme(raw, &rest)?.with_key_policy(policy))
+    rest.entries.remove("span_keys");
+    Ok(open_scheme(raw, &rest)?
+        .with_key_policy(policy)
+        .with_span_keys(span_keys))
 }
 
 fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
@@ -247,7 +260,7 @@ fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
                     "memory URL '{shown}' names a host; a prefix goes in the path: memory:///prefix"
                 )));
             }
-            let store = Store::new(MemoryBackend::new());
+            let store = observed(MemoryBackend::new());
             with_path_prefix(store, url.path(), &shown)
         }
         "file" => {
@@ -266,7 +279,7 @@ fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
                 ))
             })?;
             let backend = FsBackend::new(&path)?.with_fsync(options.bool("fsync", true)?);
-            Ok(Store::new(backend))
+            Ok(observed(backend))
         }
         #[cfg(feature = "s3")]
         "s3" | "s3a" => {
@@ -413,8 +426,16 @@ fn retrying(backend: impl crate::Backend, options: &StoreOptions) -> Result<Stor
         })?;
         policy.max_attempts = retries.saturating_add(1);
     }
-    let backend = crate::middleware::RetryBackend::new(std::sync::Arc::new(backend), policy);
+    let observed = crate::middleware::Observed::new(std::sync::Arc::new(backend));
+    let backend = crate::middleware::RetryBackend::new(std::sync::Arc::new(observed), policy);
     Ok(Store::new(backend))
+}
+
+/// A store whose backend's requests are observed ([`crate::observe`]).
+fn observed(backend: impl crate::Backend) -> Store {
+    Store::new(crate::middleware::Observed::new(std::sync::Arc::new(
+        backend,
+    )))
 }
 
 fn with_path_prefix(store: Store, path: &str, shown: &str) -> Result<Store> {

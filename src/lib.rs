@@ -55,6 +55,7 @@ pub mod key;
 pub mod middleware;
 pub mod migrate;
 pub mod object;
+pub mod observe;
 pub mod store;
 pub mod transfer;
 

@@ -18,6 +18,7 @@ use crate::object::{
     MultipartUploadInfo, ObjectMeta, PartInfo, PartNumber, Payload, PresignMethod,
     PresignedRequest, PutMode, PutOptions, UploadId,
 };
+use crate::observe::{self, KeyDisplay};
 
 /// A handle on a storage location: a backend plus an optional key prefix.
 ///
@@ -54,6 +55,8 @@ pub struct Store {
     transfer: Arc<crate::transfer::Shared>,
     /// Which keys operations accept.
     key_policy: KeyPolicy,
+    /// How operation spans show keys.
+    span_keys: KeyDisplay,
 }
 
 impl fmt::Debug for Store {
@@ -81,6 +84,7 @@ impl Store {
             prefix: Arc::from(""),
             transfer: crate::transfer::Shared::new(crate::transfer::TransferConfig::default()),
             key_policy: KeyPolicy::Cloud,
+            span_keys: KeyDisplay::Plain,
         }
     }
 
@@ -130,10 +134,8 @@ impl Store {
                 .with_key(prefix)
             })?;
         Ok(Store {
-            backend: self.backend.clone(),
             prefix: Arc::from(format!("{joined}/")),
-            transfer: self.transfer.clone(),
-            key_policy: self.key_policy,
+            ..self.clone()
         })
     }
 
@@ -141,10 +143,8 @@ impl Store {
     /// retries, checksums). The returned store and its clones share a new memory budget.
     pub fn with_transfer_config(&self, config: crate::transfer::TransferConfig) -> Store {
         Store {
-            backend: self.backend.clone(),
-            prefix: self.prefix.clone(),
             transfer: crate::transfer::Shared::new(config),
-            key_policy: self.key_policy,
+            ..self.clone()
         }
     }
 
@@ -162,6 +162,32 @@ impl Store {
     /// The key policy.
     pub fn key_policy(&self) -> KeyPolicy {
         self.key_policy
+    }
+
+    /// The same store showing keys in its operation spans as `display` says: the key
+    /// itself (the default) or a stable hash of it ([`crate::observe`]). The URL option
+    /// `span_keys=hash` sets it for stores from URLs.
+    pub fn with_span_keys(&self, display: KeyDisplay) -> Store {
+        Store {
+            span_keys: display,
+            ..self.clone()
+        }
+    }
+
+    /// How operation spans show keys.
+    pub fn span_keys(&self) -> KeyDisplay {
+        self.span_keys
+    }
+
+    /// The span of an operation of this store on `key` (relative to the prefix).
+    pub(crate) fn op_span(&self, operation: &'static str, key: &str) -> tracing::Span {
+        observe::operation_span(
+            operation,
+            self.backend.name(),
+            self.prefix(),
+            key,
+            self.span_keys,
+        )
     }
 
     /// The same store with `caps` declared for its backend (through
@@ -233,7 +259,7 @@ impl Store {
     }
 
     /// The key relative to the prefix.
-    fn relative(&self, key: Key) -> Key {
+    pub(crate) fn relative(&self, key: Key) -> Key {
         if self.prefix.is_empty() {
             return key;
         }
@@ -298,10 +324,16 @@ impl Store {
         data: impl Into<Payload>,
         opts: &PutOptions,
     ) -> Result<ObjectMeta> {
-        let k = self.full_key(Op::Put, key)?;
-        self.check_put(Op::Put, &k, opts)?;
-        let meta = self.backend.put(&k, data.into(), opts).await?;
-        Ok(self.relative_meta(meta))
+        let data = data.into();
+        let span = self.op_span("put", key);
+        span.record("size", data.len());
+        observe::traced(span, async {
+            let k = self.full_key(Op::Put, key)?;
+            self.check_put(Op::Put, &k, opts)?;
+            let meta = self.backend.put(&k, data, opts).await?;
+            Ok(self.relative_meta(meta))
+        })
+        .await
     }
 
     /// Reads the whole object as a stream.
@@ -311,16 +343,21 @@ impl Store {
 
     /// Reads with a range and conditions.
     pub async fn get_opts(&self, key: &str, opts: &GetOptions) -> Result<GetResult> {
-        if let Some(r) = &opts.range
-            && let Err(m) = r.validate()
-        {
-            return Err(Error::invalid_input(Op::Get, self.backend.name(), m).with_key(key));
-        }
-        let k = self.full_key(Op::Get, key)?;
-        crate::attributes::check_get_options(self.backend.name(), key, opts)?;
-        let mut res = self.backend.get(&k, opts).await?;
-        res.meta = self.relative_meta(res.meta);
-        Ok(res)
+        let span = self.op_span("get", key);
+        observe::traced(span.clone(), async {
+            if let Some(r) = &opts.range
+                && let Err(m) = r.validate()
+            {
+                return Err(Error::invalid_input(Op::Get, self.backend.name(), m).with_key(key));
+            }
+            let k = self.full_key(Op::Get, key)?;
+            crate::attributes::check_get_options(self.backend.name(), key, opts)?;
+            let mut res = self.backend.get(&k, opts).await?;
+            res.meta = self.relative_meta(res.meta);
+            span.record("size", res.range.end - res.range.start);
+            Ok(res)
+        })
+        .await
     }
 
     /// Reads the whole object into memory.
@@ -338,22 +375,47 @@ impl Store {
 
     /// Reads an object's metadata, including content type and user metadata.
     pub async fn head(&self, key: &str) -> Result<ObjectMeta> {
-        let k = self.full_key(Op::Head, key)?;
-        Ok(self.relative_meta(self.backend.head(&k).await?))
+        observe::traced(self.op_span("head", key), async {
+            let k = self.full_key(Op::Head, key)?;
+            Ok(self.relative_meta(self.backend.head(&k).await?))
+        })
+        .await
     }
 
     /// Deletes an object. Deleting a missing object succeeds.
     pub async fn delete(&self, key: &str) -> Result<()> {
-        let k = self.full_key(Op::Delete, key)?;
-        match self.backend.delete(&k).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
+        observe::traced(self.op_span("delete", key), async {
+            let k = self.full_key(Op::Delete, key)?;
+            match self.backend.delete(&k).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        })
+        .await
     }
 
     /// One page of a listing; `req.prefix` is relative to the store's prefix, and so are
     /// the keys and common prefixes returned.
     pub async fn list_page(&self, req: &ListRequest) -> Result<ListPage> {
+        let span = self.op_span("list", &req.prefix);
+        observe::traced(span.clone(), self.page_in(req, 1, &span)).await
+    }
+
+    /// One page of a listing in its span (`number` counts the pages of the listing),
+    /// below the listing's operation span.
+    async fn page_in(
+        &self,
+        req: &ListRequest,
+        number: u64,
+        listing: &tracing::Span,
+    ) -> Result<ListPage> {
+        let span = observe::page_span(listing, number);
+        let page = observe::traced(span.clone(), self.page_of(req)).await?;
+        span.record("objects", page.objects.len() + page.common_prefixes.len());
+        Ok(page)
+    }
+
+    async fn page_of(&self, req: &ListRequest) -> Result<ListPage> {
         let full = ListRequest {
             prefix: self.full_prefix(Some(&req.prefix))?,
             token: req.token.clone(),
@@ -397,18 +459,29 @@ impl Store {
             start_after: start_after.map(str::to_string),
             ..Default::default()
         };
-        stream::try_unfold(Some(req), move |state| {
-            let store = store.clone();
+        let span = self.op_span("list", &req.prefix);
+        stream::try_unfold((Some(req), 1), move |(state, number)| {
+            let (store, span) = (store.clone(), span.clone());
             async move {
                 let Some(req) = state else {
                     return Ok(None);
                 };
-                let page = store.list_page(&req).await?;
+                let page = match store.page_in(&req, number, &span).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        observe::record_error(&span, &e);
+                        return Err(e);
+                    }
+                };
                 let next = page.next_token.map(|t| ListRequest {
                     token: Some(t),
                     ..req
                 });
-                Ok(Some((stream::iter(page.objects.into_iter().map(Ok)), next)))
+                if next.is_none() {
+                    span.record("outcome", "ok");
+                }
+                let objects = stream::iter(page.objects.into_iter().map(Ok));
+                Ok(Some((objects, (next, number + 1))))
             }
         })
         .try_flatten()
@@ -428,16 +501,21 @@ impl Store {
             delimiter: true,
             ..Default::default()
         };
-        let mut out = Listing::default();
-        loop {
-            let page = self.list_page(&req).await?;
-            out.objects.extend(page.objects);
-            out.common_prefixes.extend(page.common_prefixes);
-            match page.next_token {
-                Some(t) => req.token = Some(t),
-                None => return Ok(out),
+        let span = self.op_span("list", &req.prefix);
+        observe::traced(span.clone(), async {
+            let mut out = Listing::default();
+            for number in 1.. {
+                let page = self.page_in(&req, number, &span).await?;
+                out.objects.extend(page.objects);
+                out.common_prefixes.extend(page.common_prefixes);
+                match page.next_token {
+                    Some(t) => req.token = Some(t),
+                    None => break,
+                }
             }
-        }
+            Ok(out)
+        })
+        .await
     }
 
     /// Copies `from` to `to` within this store, replacing `to`.
@@ -460,24 +538,30 @@ impl Store {
 
     /// Copies `from` to `to` under any [`CopyMode`].
     pub async fn copy_mode(&self, from: &str, to: &str, mode: CopyMode) -> Result<ObjectMeta> {
-        let f = self.full_key(Op::Copy, from)?;
-        let t = self.full_key(Op::Copy, to)?;
-        self.check_mode(Op::Copy, to, &mode.as_put_mode())?;
-        crate::backend::checks::check_copy_mode(
-            self.backend.name(),
-            &t,
-            self.capabilities(),
-            &mode,
-        )?;
-        Ok(self.relative_meta(self.backend.copy(&f, &t, mode).await?))
+        observe::traced(self.op_span("copy", to), async {
+            let f = self.full_key(Op::Copy, from)?;
+            let t = self.full_key(Op::Copy, to)?;
+            self.check_mode(Op::Copy, to, &mode.as_put_mode())?;
+            crate::backend::checks::check_copy_mode(
+                self.backend.name(),
+                &t,
+                self.capabilities(),
+                &mode,
+            )?;
+            Ok(self.relative_meta(self.backend.copy(&f, &t, mode).await?))
+        })
+        .await
     }
 
     /// Starts a multipart upload of `key`. Content type and metadata come from `opts`; the
     /// condition is given again to [`Store::complete_multipart`], which enforces it.
     pub async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<UploadId> {
-        let k = self.full_key(Op::CreateMultipart, key)?;
-        self.check_put(Op::CreateMultipart, &k, opts)?;
-        self.backend.create_multipart(&k, opts).await
+        observe::traced(self.op_span("create_multipart", key), async {
+            let k = self.full_key(Op::CreateMultipart, key)?;
+            self.check_put(Op::CreateMultipart, &k, opts)?;
+            self.backend.create_multipart(&k, opts).await
+        })
+        .await
     }
 
     /// Uploads part number `part` (from 1) of an upload.
@@ -488,12 +572,18 @@ impl Store {
         part: u32,
         data: impl Into<Payload>,
     ) -> Result<PartInfo> {
-        let k = self.full_key(Op::PutPart, key)?;
-        let n = PartNumber::new(part).map_err(|e| {
-            Error::invalid_input(Op::PutPart, self.backend.name(), e.message().to_string())
-                .with_key(key)
-        })?;
-        self.backend.put_part(&k, upload, n, data.into()).await
+        let data = data.into();
+        let span = self.op_span("put_part", key);
+        span.record("size", data.len());
+        observe::traced(span, async {
+            let k = self.full_key(Op::PutPart, key)?;
+            let n = PartNumber::new(part).map_err(|e| {
+                Error::invalid_input(Op::PutPart, self.backend.name(), e.message().to_string())
+                    .with_key(key)
+            })?;
+            self.backend.put_part(&k, upload, n, data).await
+        })
+        .await
     }
 
     /// Completes an upload from its parts, listed in ascending order.
@@ -504,19 +594,25 @@ impl Store {
         parts: &[PartInfo],
         mode: &PutMode,
     ) -> Result<ObjectMeta> {
-        let k = self.full_key(Op::CompleteMultipart, key)?;
-        self.check_mode(Op::CompleteMultipart, key, mode)?;
-        let meta = self
-            .backend
-            .complete_multipart(&k, upload, parts, mode)
-            .await?;
-        Ok(self.relative_meta(meta))
+        observe::traced(self.op_span("complete_multipart", key), async {
+            let k = self.full_key(Op::CompleteMultipart, key)?;
+            self.check_mode(Op::CompleteMultipart, key, mode)?;
+            let meta = self
+                .backend
+                .complete_multipart(&k, upload, parts, mode)
+                .await?;
+            Ok(self.relative_meta(meta))
+        })
+        .await
     }
 
     /// Aborts an upload and discards its parts; aborting an unknown upload succeeds.
     pub async fn abort_multipart(&self, key: &str, upload: &UploadId) -> Result<()> {
-        let k = self.full_key(Op::AbortMultipart, key)?;
-        self.backend.abort_multipart(&k, upload).await
+        observe::traced(self.op_span("abort_multipart", key), async {
+            let k = self.full_key(Op::AbortMultipart, key)?;
+            self.backend.abort_multipart(&k, upload).await
+        })
+        .await
     }
 
     /// In-progress uploads whose key starts with `prefix`.
@@ -545,24 +641,28 @@ impl Store {
         key: &str,
         expires_in: Duration,
     ) -> Result<PresignedRequest> {
-        let k = self.full_key(Op::Presign, key)?;
-        if expires_in.is_zero() {
-            return Err(Error::invalid_input(
-                Op::Presign,
-                self.backend.name(),
-                "an expiry of zero: the URL would never be valid",
-            )
-            .with_key(key));
-        }
-        let max = self.capabilities().max_presign_expiry;
-        if self.capabilities().presign && expires_in > max {
-            return Err(Error::invalid_input(
-                Op::Presign,
-                self.backend.name(),
-                format!("expiry of {expires_in:?} exceeds the provider's maximum of {max:?}"),
-            )
-            .with_key(key));
-        }
-        self.backend.presign(method, &k, expires_in).await
+        // The span shows the key, never the URL (a credential itself).
+        observe::traced(self.op_span("presign", key), async {
+            let k = self.full_key(Op::Presign, key)?;
+            if expires_in.is_zero() {
+                return Err(Error::invalid_input(
+                    Op::Presign,
+                    self.backend.name(),
+                    "an expiry of zero: the URL would never be valid",
+                )
+                .with_key(key));
+            }
+            let max = self.capabilities().max_presign_expiry;
+            if self.capabilities().presign && expires_in > max {
+                return Err(Error::invalid_input(
+                    Op::Presign,
+                    self.backend.name(),
+                    format!("expiry of {expires_in:?} exceeds the provider's maximum of {max:?}"),
+                )
+                .with_key(key));
+            }
+            self.backend.presign(method, &k, expires_in).await
+        })
+        .await
     }
 }

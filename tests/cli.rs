@@ -370,3 +370,54 @@ fn a_migration_rehearsed_on_local_directories_with_workers() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("JOB_COMPLETION_INDEX"));
 }
+
+/// `--metrics FILE` writes the run's metrics in the Prometheus text format, and `-vv`
+/// logs every request's span to stderr (never to stdout, which stays the command's).
+#[test]
+fn metrics_file_and_verbose_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    for i in 0..3 {
+        std::fs::write(src.join(format!("f{i}")), "12345").unwrap();
+    }
+    let metrics = dir.path().join("run.prom");
+    let out = run(&[
+        "-q",
+        "-vv",
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "sync",
+        &format!("file://{}", src.display()),
+        &format!("file://{}", dst.display()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "# TYPE cloudstore_requests_total counter",
+        "cloudstore_sync_objects_total{action=\"copied\"} 3",
+        "cloudstore_sync_bytes_total 15",
+        "cloudstore_io_bytes_total{backend=\"fs\",direction=\"receive\"} 15",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "no '{line}' in:\n{prom}");
+    }
+    let logs = text(&out.stderr);
+    assert!(
+        logs.contains(
+            "cloudstore.request{backend=\"fs\" operation=\"put\" attempt=1 outcome=\"ok\"}"
+        ),
+        "no request span in the logs:\n{logs}"
+    );
+    assert!(!text(&out.stdout).contains("cloudstore.request"));
+
+    // Without -v only warnings would show: a quiet, successful run logs nothing.
+    let again = run(&[
+        "-q",
+        "sync",
+        &format!("file://{}", src.display()),
+        &format!("file://{}", dst.display()),
+    ]);
+    assert!(again.status.success());
+    assert_eq!(text(&again.stderr), "");
+}

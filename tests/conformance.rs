@@ -69,6 +69,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         list_start_after: false,
         abort_discards_parts: true,
         complete_metadata: false,
+        native_checksum: false,
     }
 }
 

@@ -29,8 +29,14 @@ fn env(name: &str) -> String {
 async fn no_secret_in_logs_errors_or_debug() {
     let logs = Captured::default();
     let writer = logs.clone();
+    // Spans too: each span's fields are printed when it opens and when it closes (with
+    // what was recorded on it meanwhile).
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
+        .with_span_events(
+            tracing_subscriber::fmt::format::FmtSpan::NEW
+                | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+        )
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .init();
@@ -119,6 +125,13 @@ async fn no_secret_in_logs_errors_or_debug() {
         !logged.is_empty(),
         "the subscriber captured nothing; the test would prove nothing"
     );
+    for span in [
+        "cloudstore.operation",
+        "cloudstore.request",
+        "operation=\"presign\"",
+    ] {
+        assert!(logged.contains(span), "no {span} span was captured");
+    }
     for secret in [wrong_s3, wrong_azure, real_s3.as_str(), real_azure.as_str()]
         .into_iter()
         .chain(signatures.iter().map(String::as_str))

@@ -138,6 +138,9 @@ pub struct Capabilities {
     /// [`Store`](crate::Store) lists from the prefix and drops what sorts before: the same
     /// answer, more pages.
     pub list_start_after: bool,
+    /// Whether [`Backend::native_checksum`] asks the service (a request); where false it
+    /// answers `None` without one.
+    pub native_checksum: bool,
 }
 
 impl Capabilities {
@@ -167,6 +170,7 @@ impl Capabilities {
             raw_keys: true,
             dot_segments_in_keys: true,
             list_start_after: true,
+            native_checksum: false,
         }
     }
 }

@@ -45,6 +45,13 @@ struct Cli {
     /// Never show progress.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Log more to stderr: -v for what the library reports as it goes (info), -vv for
+    /// every request with its timing (debug), -vvv for everything. Warnings always show.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Write the run's metrics to FILE at the end, in the Prometheus text format.
+    #[arg(long, global = true, value_name = "FILE")]
+    metrics: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -249,6 +256,88 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
+    init_logs(cli.verbose);
+    let metrics = match cli.metrics.clone().map(Metrics::install) {
+        Some(Err(code)) => return code,
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
+    let code = run_main(cli);
+    if let Some(m) = metrics
+        && let Err(code) = m.write()
+    {
+        return code;
+    }
+    code
+}
+
+/// Logs to stderr: warnings, and more with each -v.
+fn init_logs(verbose: u8) {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    // From -vv on, each span's end is a line with its fields and timing: every request.
+    let events = if verbose >= 2 {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_span_events(events)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The Prometheus recorder of `--metrics`, and where its output goes.
+struct Metrics {
+    path: std::path::PathBuf,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Metrics {
+    fn install(path: std::path::PathBuf) -> Result<Metrics, ExitCode> {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    cloudstore::observe::REQUEST_DURATION.to_string(),
+                ),
+                cloudstore::observe::DURATION_BUCKETS,
+            )
+            .map(|b| b.build_recorder());
+        let recorder = match recorder {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cloudstore: cannot record metrics: {e}");
+                return Err(ExitCode::from(1));
+            }
+        };
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            eprintln!("cloudstore: cannot record metrics: a recorder is already installed");
+            return Err(ExitCode::from(1));
+        }
+        cloudstore::observe::describe();
+        Ok(Metrics { path, handle })
+    }
+
+    fn write(self) -> Result<(), ExitCode> {
+        std::fs::write(&self.path, self.handle.render()).map_err(|e| {
+            eprintln!(
+                "cloudstore: cannot write the metrics to {}: {e}",
+                self.path.display()
+            );
+            ExitCode::from(1)
+        })
+    }
+}
+
+fn run_main(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

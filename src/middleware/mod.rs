@@ -7,6 +7,8 @@
 //! - [`MirrorBackend`]: dual writes to a primary and a secondary for a staged migration,
 //!   reads falling back to the secondary, a policy for a secondary outage and a repair.
 //! - [`RouterBackend`]: key prefixes routed to different backends, listings merged.
+//! - [`Observed`]: a `tracing` span and [metrics](crate::observe) for every request; every
+//!   store from [`Store::from_url`](crate::Store::from_url) has one over its backend.
 //! - [`Declared`]: capabilities declared narrower than the backend's own, and enforced (a
 //!   service that lacks what its protocol promises).
 //!
@@ -17,6 +19,7 @@ mod declared;
 #[cfg(feature = "faults")]
 mod faults;
 mod mirror;
+mod observed;
 mod retry;
 mod router;
 
@@ -24,5 +27,6 @@ pub use declared::Declared;
 #[cfg(feature = "faults")]
 pub use faults::{Chaos, Fault, FaultCounts, Faults, Rule};
 pub use mirror::{MirrorBackend, RepairReport, SecondaryFailure};
+pub use observed::Observed;
 pub use retry::{RetryBackend, RetryCounts, RetryPolicy, WRITE_ID_METADATA};
 pub use router::RouterBackend;

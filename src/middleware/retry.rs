@@ -200,9 +200,11 @@ impl RetryBackend {
             self.counters
                 .budget_exhausted
                 .fetch_add(1, Ordering::Relaxed);
+            crate::observe::budget_exhausted(self.inner.name());
             return false;
         }
         self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        crate::observe::retry(self.inner.name(), e.op(), e.kind());
         tracing::debug!(op = %e.op(), attempt, error = %e, "retrying");
         let delay = crate::transfer::backoff(self.policy.base_delay, attempt);
         tokio::time::sleep(delay.min(self.policy.max_delay)).await;
@@ -217,17 +219,21 @@ impl RetryBackend {
         let mut attempt = 1;
         let mut lost_answer = false;
         loop {
+            let sent = crate::observe::attempt(attempt, call());
             let answer = match deadline {
-                None => call().await,
-                Some(d) => match tokio::time::timeout(d, call()).await {
+                None => sent.await,
+                Some(d) => match tokio::time::timeout(d, sent).await {
                     Ok(r) => r,
-                    Err(_) => Err(Error::new(
-                        ErrorKind::Timeout,
-                        op,
-                        self.inner.name(),
-                        format!("no answer within {d:?}"),
-                    )
-                    .with_retryable(true)),
+                    Err(_) => {
+                        crate::observe::stall(self.inner.name(), op);
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            op,
+                            self.inner.name(),
+                            format!("no answer within {d:?}"),
+                        )
+                        .with_retryable(true))
+                    }
                 },
             };
             match answer {
@@ -608,14 +614,17 @@ impl Resume {
                 None => self.body.next().await,
                 Some(d) => match tokio::time::timeout(d, self.body.next()).await {
                     Ok(n) => n,
-                    Err(_) => Some(Err(Error::new(
-                        ErrorKind::Timeout,
-                        Op::Get,
-                        self.backend.name(),
-                        format!("no bytes for {d:?}"),
-                    )
-                    .with_key(self.key.as_str())
-                    .with_retryable(true))),
+                    Err(_) => {
+                        crate::observe::stall(self.backend.name(), Op::Get);
+                        Some(Err(Error::new(
+                            ErrorKind::Timeout,
+                            Op::Get,
+                            self.backend.name(),
+                            format!("no bytes for {d:?}"),
+                        )
+                        .with_key(self.key.as_str())
+                        .with_retryable(true)))
+                    }
                 },
             };
             let failure = match next {
@@ -647,10 +656,12 @@ impl Resume {
                 if_match: self.etag.clone(),
                 ..Default::default()
             };
-            let again = self.backend.inner.get(&self.key, &opts);
+            let again =
+                crate::observe::attempt(self.attempt, self.backend.inner.get(&self.key, &opts));
             let again = match self.backend.policy.stall_timeout {
                 None => again.await,
                 Some(d) => tokio::time::timeout(d, again).await.unwrap_or_else(|_| {
+                    crate::observe::stall(self.backend.name(), Op::Get);
                     Err(Error::new(
                         ErrorKind::Timeout,
                         Op::Get,

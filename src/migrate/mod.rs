@@ -162,6 +162,7 @@ async fn streamed(
     }
     if crc.len() != source.size {
         up.abort().await?;
+        crate::observe::checksum_mismatch(src.backend_name());
         return Err(Error::new(
             crate::ErrorKind::ChecksumMismatch,
             Op::Copy,

@@ -19,6 +19,7 @@ use super::state::{self, Entry, Scope, Slot};
 use super::{CopyOptions, copy};
 use crate::error::{ErrorKind, Result};
 use crate::object::{ListRequest, ObjectMeta, PutMode};
+use crate::observe;
 use crate::store::Store;
 use crate::transfer::declared;
 
@@ -239,8 +240,10 @@ pub async fn sync(src: &Store, dst: &Store, opts: &SyncOptions) -> Result<SyncRe
             f(p)
         }
     };
-    let report = sync_range(src, dst, opts, &Bounds::default(), slot, &on_progress).await?;
-    Ok(report)
+    let span = dst.op_span("sync", opts.prefix.as_deref().unwrap_or(""));
+    let all = Bounds::default();
+    let run = sync_range(src, dst, opts, &all, slot, &on_progress);
+    observe::traced(span, run).await
 }
 
 /// The keys of one unit of work: after `after` (exclusive) up to `until` (inclusive).
@@ -512,10 +515,21 @@ pub(crate) async fn sync_range(
             Outcome::Copied(bytes) => {
                 report.copied += 1;
                 report.bytes += bytes;
+                observe::sync_objects("copied", 1);
+                observe::sync_bytes(bytes);
             }
-            Outcome::Skipped => report.skipped += 1,
-            Outcome::Deleted => report.deleted += 1,
-            Outcome::Failed(why) => report.failed.push((pair.key().to_string(), why)),
+            Outcome::Skipped => {
+                report.skipped += 1;
+                observe::sync_objects("skipped", 1);
+            }
+            Outcome::Deleted => {
+                report.deleted += 1;
+                observe::sync_objects("deleted", 1);
+            }
+            Outcome::Failed(why) => {
+                report.failed.push((pair.key().to_string(), why));
+                observe::sync_objects("failed", 1);
+            }
             Outcome::Extra => {}
         }
         if let (Some(w), Some(e)) = (&mut writer, entry) {

@@ -180,6 +180,7 @@ pub(crate) fn verify(
     got: &Running,
 ) -> Result<()> {
     let mismatch = |what: String| {
+        crate::observe::checksum_mismatch(backend);
         Err(
             Error::new(ErrorKind::ChecksumMismatch, Op::Get, backend, what)
                 .with_key(meta.key.as_str()),

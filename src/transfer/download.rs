@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, ReadBuf};
+use tracing::Instrument;
 
 use super::checksum::{Expected, Running, expected, verify};
 use super::{Progress, ProgressFn, backoff};
@@ -39,6 +40,8 @@ async fn fetch_range(
     check: Option<Expected>,
 ) -> Result<(Vec<Bytes>, Running)> {
     let cfg = &store.transfer().config;
+    let _in_flight =
+        crate::observe::InFlight::new(store.backend_name(), crate::observe::Direction::Receive);
     let mut attempt = 1;
     loop {
         let opts = GetOptions {
@@ -47,7 +50,7 @@ async fn fetch_range(
             ..Default::default()
         };
         let attempt_result: Result<(Vec<Bytes>, Running)> = async {
-            let res = store.backend().get(key, &opts).await?;
+            let res = crate::observe::attempt(attempt, store.backend().get(key, &opts)).await?;
             // A server that ignores If-Match must not slip another version in.
             if let (Some(want), Some(got)) = (etag, res.meta.etag.as_deref())
                 && want != got
@@ -73,6 +76,7 @@ async fn fetch_range(
         .await;
         match attempt_result {
             Err(e) if e.is_retryable() && attempt < cfg.attempts_over(store.backend().as_ref()) => {
+                crate::observe::retry(store.backend_name(), Op::Get, e.kind());
                 tracing::debug!(key = %key, attempt, error = %e, "retrying a range");
                 tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                 attempt += 1;
@@ -143,8 +147,21 @@ impl Store {
         path: impl AsRef<Path>,
         progress: Option<ProgressFn>,
     ) -> Result<ObjectMeta> {
-        let path = path.as_ref().to_path_buf();
+        let span = self.op_span("download", key);
+        let download = self.download_untraced(key, path.as_ref(), progress, &span);
+        crate::observe::traced(span.clone(), download).await
+    }
+
+    async fn download_untraced(
+        &self,
+        key: &str,
+        path: &Path,
+        progress: Option<ProgressFn>,
+        span: &tracing::Span,
+    ) -> Result<ObjectMeta> {
+        let path = path.to_path_buf();
         let (k, meta, cfg, check) = self.start_read(key).await?;
+        span.record("size", meta.size);
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -177,7 +194,8 @@ impl Store {
                     let (done, parts_done, progress) =
                         (done.clone(), parts_done.clone(), progress.clone());
                     let total = meta.size;
-                    async move {
+                    let range = crate::observe::range_span(span, r.start, r.end - r.start);
+                    crate::observe::traced(range, async move {
                         let offset = r.start;
                         let (chunks, crc) =
                             fetch_range(&store, &k, etag.as_deref(), r, check).await?;
@@ -208,7 +226,7 @@ impl Store {
                             });
                         }
                         Ok::<_, Error>((i, crc))
-                    }
+                    })
                 })
                 .buffer_unordered(cfg.concurrency.max(1))
                 .try_collect()
@@ -245,17 +263,28 @@ impl Store {
     /// delivered in order, all pinned to one version; the checksum (if any) is verified
     /// when the end is reached, and a mismatch is a read error.
     pub async fn reader(&self, key: &str) -> Result<ObjectReader> {
-        let (k, meta, cfg, check) = self.start_read(key).await?;
+        let span = self.op_span("download", key);
+        let started = self.start_read(key).instrument(span.clone()).await;
+        let (k, meta, cfg, check) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                crate::observe::record_error(&span, &e);
+                return Err(e);
+            }
+        };
+        span.record("size", meta.size);
         let store = self.clone();
         let etag = meta.etag.clone();
+        let operation = span.clone();
         let fetches = futures::stream::iter(ranges(meta.size, cfg.part_size))
             .map(move |r| {
                 let (store, k, etag) = (store.clone(), k.clone(), etag.clone());
-                async move {
+                let range = crate::observe::range_span(&operation, r.start, r.end - r.start);
+                crate::observe::traced(range, async move {
                     fetch_range(&store, &k, etag.as_deref(), r, None)
                         .await
                         .map(|(chunks, _)| chunks)
-                }
+                })
             })
             .buffered(cfg.concurrency.max(1))
             .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
@@ -274,6 +303,7 @@ impl Store {
                 pending: Bytes::new(),
                 done: false,
                 failed: None,
+                span,
             },
         })
     }
@@ -290,6 +320,25 @@ struct Verifying {
     check: Option<Expected>,
     pending: Bytes,
     done: bool,
+    /// The read's operation span, which gets the outcome at the end.
+    span: tracing::Span,
+}
+
+impl Verifying {
+    /// The end of the body: verifies the checksum and records the outcome.
+    fn finish(&mut self) -> Result<()> {
+        self.done = true;
+        let result = match self.check {
+            Some(_) => verify(&self.backend, &self.meta, self.check, &self.crc),
+            None => Ok(()),
+        };
+        crate::observe::record_outcome(&self.span, &result);
+        result
+    }
+
+    fn fail(&mut self, e: &Error) {
+        crate::observe::record_error(&self.span, e);
+    }
 }
 
 /// The reader returned by [`Store::reader`].
@@ -336,17 +385,14 @@ impl ObjectReader {
                     }
                     Some((Ok(chunk), Some(v)))
                 }
-                Some(Err(e)) => Some((Err(e), None)),
-                None => {
-                    v.done = true;
-                    match v.check {
-                        Some(_) => match verify(&v.backend, &v.meta, v.check, &v.crc) {
-                            Ok(()) => None,
-                            Err(e) => Some((Err(e), None)),
-                        },
-                        None => None,
-                    }
+                Some(Err(e)) => {
+                    v.fail(&e);
+                    Some((Err(e), None))
                 }
+                None => match v.finish() {
+                    Ok(()) => None,
+                    Err(e) => Some((Err(e), None)),
+                },
             }
         })
         .boxed()
@@ -380,14 +426,12 @@ impl AsyncRead for ObjectReader {
                     v.pending = chunk;
                 }
                 Some(Err(e)) => {
+                    v.fail(&e);
                     v.failed = Some(e.to_string());
                     return Poll::Ready(Err(io::Error::other(e)));
                 }
                 None => {
-                    v.done = true;
-                    if v.check.is_some()
-                        && let Err(e) = verify(&v.backend, &v.meta, v.check, &v.crc)
-                    {
+                    if let Err(e) = v.finish() {
                         v.failed = Some(e.to_string());
                         return Poll::Ready(Err(io::Error::other(e)));
                     }

@@ -254,11 +254,24 @@ impl Store {
         path: impl AsRef<Path>,
         options: &FileUploadOptions,
     ) -> Result<ObjectMeta> {
+        let span = self.op_span("upload", key);
+        let upload = self.upload_file_untraced(key, path.as_ref(), options, &span);
+        crate::observe::traced(span.clone(), upload).await
+    }
+
+    async fn upload_file_untraced(
+        &self,
+        key: &str,
+        path: &Path,
+        options: &FileUploadOptions,
+        span: &tracing::Span,
+    ) -> Result<ObjectMeta> {
         let k = self.full_key(Op::Put, key)?;
         let opts = &options.put;
         self.check_put(Op::Put, &k, opts)?;
-        let (source, before) = Source::open(path.as_ref())?;
+        let (source, before) = Source::open(path)?;
         let size = before.len();
+        span.record("size", size);
         let cfg = self.transfer().config.clone();
         let part = PartSizer::new(self.capabilities(), cfg.part_size, Some(size)).size_of(1);
         if size <= part {
@@ -318,6 +331,19 @@ impl Store {
     ) -> Result<ObjectMeta> {
         let checkpoint_path = checkpoint_path.as_ref().to_path_buf();
         let cp = Checkpoint::load(&checkpoint_path)?;
+        let span = self.op_span("upload", self.relative(cp.key.clone()).as_str());
+        span.record("size", cp.size);
+        let resumed = self.resume_untraced(cp, checkpoint_path, file.as_ref(), progress);
+        crate::observe::traced(span, resumed).await
+    }
+
+    async fn resume_untraced(
+        &self,
+        cp: Checkpoint,
+        checkpoint_path: PathBuf,
+        file: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Result<ObjectMeta> {
         let parts = cp.size.div_ceil(cp.part_size);
         if parts > u64::from(self.capabilities().max_parts) {
             return Err(Error::invalid_input(
@@ -330,7 +356,7 @@ impl Store {
             )
             .with_key(cp.key.as_str()));
         }
-        let (source, meta) = Source::open(file.as_ref())?;
+        let (source, meta) = Source::open(file)?;
         if meta.len() != cp.size || modified_ns(&meta) != cp.modified_ns {
             return Err(Error::invalid_input(
                 Op::Put,
@@ -388,6 +414,7 @@ impl Store {
         // After a failure no new part starts, but parts in flight finish and are recorded,
         // so that a resume does not send them again.
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let operation = tracing::Span::current();
         let results: Vec<Result<()>> = futures::stream::iter(missing)
             .map(|i| {
                 let failed = failed.clone();
@@ -400,14 +427,19 @@ impl Store {
                     state.clone(),
                 );
                 let (source, cp_path) = (source.clone(), checkpoint_path.clone());
-                async move {
+                let offset = i * part;
+                let len = part.min(size - offset);
+                let span = crate::observe::part_span(&operation, i as u32 + 1, len);
+                crate::observe::traced(span, async move {
                     if failed.load(Ordering::SeqCst) {
                         return Ok(());
                     }
                     let r: Result<()> = async {
-                        let offset = i * part;
-                        let len = part.min(size - offset);
                         let _permit = shared.reserve(len, backend.name()).await?;
+                        let _in_flight = crate::observe::InFlight::new(
+                            backend.name(),
+                            crate::observe::Direction::Transmit,
+                        );
                         let (data, crc) = source.read(offset, len, &shared.buffers).await?;
                         let number = PartNumber::new(i as u32 + 1)?;
                         let info = put_part_with_retries(
@@ -452,7 +484,7 @@ impl Store {
                         failed.store(true, Ordering::SeqCst);
                     }
                     r
-                }
+                })
             })
             .buffer_unordered(cfg.concurrency.max(1))
             .collect()

@@ -155,11 +155,24 @@ impl Shared {
         &self,
         bytes: u64,
         backend: &str,
-    ) -> impl Future<Output = crate::Result<tokio::sync::OwnedSemaphorePermit>> + Send + 'static
-    {
+    ) -> impl Future<Output = crate::Result<Held>> + Send + 'static {
         let total = self.config.global_memory.div_ceil(upload::UNIT).max(1);
-        reserve_in(&self.memory, bytes, total, backend)
+        let wanted = reserve_in(&self.memory, bytes, total, backend);
+        async move {
+            let permit = wanted.await?;
+            Ok(Held {
+                _gauge: crate::observe::Reserved::new(bytes),
+                _permit: permit,
+            })
+        }
     }
+}
+
+/// Bytes of the store-wide memory budget, held until dropped (and shown by the
+/// [`TRANSFER_MEMORY`](crate::observe::TRANSFER_MEMORY) gauge).
+pub(crate) struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _gauge: crate::observe::Reserved,
 }
 
 /// Waits until `bytes` fit the budget `memory` (of `total` KiB units; a request larger than

@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use tokio::io::AsyncWrite;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::checksum::{CHECKSUM_METADATA, Crc32c};
 use super::pool::{Buffers, Lease};
@@ -27,7 +28,7 @@ const STAGING: usize = 4 * 1024 * 1024;
 
 /// Permits a part holds until it is uploaded.
 struct Reservation {
-    _global: OwnedSemaphorePermit,
+    _global: super::Held,
     _local: OwnedSemaphorePermit,
 }
 
@@ -55,6 +56,8 @@ struct Engine {
     bytes_done: Arc<AtomicU64>,
     parts_done: Arc<AtomicU64>,
     closed: bool,
+    /// The upload's operation span, parent of its parts and requests.
+    span: tracing::Span,
 }
 
 pub(super) fn units(bytes: u64, cap: u64) -> u32 {
@@ -68,7 +71,9 @@ impl Engine {
     fn new(store: Store, key: Key, opts: PutOptions) -> Engine {
         let cfg = &store.transfer().config;
         let local_units = cfg.upload_memory.div_ceil(UNIT).max(1);
+        let span = store.op_span("upload", store.relative(key.clone()).as_str());
         Engine {
+            span,
             local: Arc::new(Semaphore::new(local_units as usize)),
             local_units,
             slots: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
@@ -207,11 +212,14 @@ impl Engine {
         let (bytes_done, parts_done) = (self.bytes_done.clone(), self.parts_done.clone());
         let progress = self.progress.clone();
         let total = self.size_hint;
+        let span = crate::observe::part_span(&self.span, number.get(), payload.len());
         // The object's CRC32C is combined from its parts' at completion, where the backend
         // stores it; each part's is computed here, on the runtime's threads in parallel.
         let crc_wanted = cfg.checksum && backend.capabilities().complete_metadata;
-        self.tasks.spawn(async move {
+        self.tasks.spawn(crate::observe::traced(span, async move {
             let _held = (reservation, slot);
+            let _in_flight =
+                crate::observe::InFlight::new(backend.name(), crate::observe::Direction::Transmit);
             let crc = if crc_wanted {
                 crc_of_payload(&payload)
             } else {
@@ -229,7 +237,7 @@ impl Engine {
                 });
             }
             Ok((info, crc))
-        });
+        }));
         Ok(())
     }
 
@@ -241,7 +249,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Completes the upload, recording the outcome on its span.
     async fn finish(&mut self) -> Result<ObjectMeta> {
+        let span = self.span.clone();
+        let result = self.finish_in_span().instrument(span.clone()).await;
+        span.record("size", self.written);
+        crate::observe::record_outcome(&span, &result);
+        result
+    }
+
+    async fn finish_in_span(&mut self) -> Result<ObjectMeta> {
         if self.closed {
             return Err(self.closed_error());
         }
@@ -282,13 +299,10 @@ impl Engine {
     async fn put_with_retries(&self, payload: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
         let cfg = &self.store.transfer().config;
         let mut attempt = 1;
+        let backend = self.store.backend();
         loop {
-            match self
-                .store
-                .backend()
-                .put(&self.key, payload.clone(), opts)
-                .await
-            {
+            let put = backend.put(&self.key, payload.clone(), opts);
+            match crate::observe::attempt(attempt, put).await {
                 // A conditional PUT whose answer was lost may have succeeded: repeating
                 // it would report a failure for a write that happened. Only plain PUTs
                 // are retried.
@@ -297,6 +311,7 @@ impl Engine {
                         && attempt < cfg.attempts_over(self.store.backend().as_ref())
                         && opts.mode == crate::object::PutMode::Overwrite =>
                 {
+                    crate::observe::retry(backend.name(), Op::Put, e.kind());
                     tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                     attempt += 1;
                 }
@@ -357,8 +372,10 @@ pub(super) async fn put_part_with_retries(
 ) -> Result<PartInfo> {
     let mut attempt = 1;
     loop {
-        match backend.put_part(key, id, number, payload.clone()).await {
+        let sent = backend.put_part(key, id, number, payload.clone());
+        match crate::observe::attempt(attempt, sent).await {
             Err(e) if e.is_retryable() && attempt < cfg.attempts_over(backend) => {
+                crate::observe::retry(backend.name(), Op::PutPart, e.kind());
                 tracing::debug!(part = number.get(), attempt, error = %e, "retrying a part");
                 tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                 attempt += 1;
@@ -531,7 +548,11 @@ impl Upload {
                 ));
             }
         };
-        let r = f(&mut engine).await;
+        let span = engine.span.clone();
+        let r = f(&mut engine).instrument(span.clone()).await;
+        if let Err(e) = &r {
+            crate::observe::record_error(&span, e);
+        }
         self.state = State::Idle(engine);
         r
     }
@@ -563,7 +584,9 @@ impl Upload {
     pub async fn abort(mut self) -> Result<()> {
         self.settle().await?;
         if let State::Idle(mut e) = std::mem::replace(&mut self.state, State::Gone) {
-            e.abort_now().await;
+            let span = e.span.clone();
+            e.abort_now().instrument(span.clone()).await;
+            span.record("outcome", "aborted");
         }
         Ok(())
     }
@@ -595,8 +618,12 @@ impl Upload {
     fn start_push(&mut self) {
         let chunk = self.buffers.freeze(std::mem::take(&mut self.staging));
         if let State::Idle(mut engine) = std::mem::replace(&mut self.state, State::Gone) {
+            let span = engine.span.clone();
             self.state = State::Busy(Box::pin(async move {
-                let r = engine.push(chunk).await;
+                let r = engine.push(chunk).instrument(span.clone()).await;
+                if let Err(e) = &r {
+                    crate::observe::record_error(&span, e);
+                }
                 (engine, r)
             }));
         }

@@ -110,6 +110,8 @@ pub fn s3_capabilities() -> Capabilities {
         copy_if_match: false,
         // CompleteMultipartUpload takes no metadata: it is fixed at creation.
         complete_metadata: false,
+        // HEAD with x-amz-checksum-mode reads the stored CRC64-NVME.
+        native_checksum: true,
         ..Capabilities::s3_like()
     }
 }
