@@ -171,8 +171,10 @@ fn metrics_and_spans_of_a_faulted_workload_are_exact() {
         let faults = Faults::new(memory.clone())
             // Part 2 of the upload is throttled once.
             .with_rule(Rule::new(Op::PutPart, Fault::Fail(ErrorKind::RateLimited)).part(2))
-            // The first read's body is cut after 1 MiB; the retries continue it.
-            .with_rule(Rule::new(Op::Get, Fault::CutBody(MIB as u64)));
+            // The first read's body is cut after 1 MiB; the retries continue it, and the
+            // continuation stalls after another MiB until the stall timeout cuts it.
+            .with_rule(Rule::new(Op::Get, Fault::CutBody(MIB as u64)))
+            .with_rule(Rule::new(Op::Get, Fault::StallBody(MIB as u64)));
         let policy = RetryPolicy {
             base_delay: Duration::from_millis(1),
             stall_timeout: Some(Duration::from_millis(300)),
@@ -210,7 +212,8 @@ fn metrics_and_spans_of_a_faulted_workload_are_exact() {
             ])
         );
 
-        // 2. A download whose body is cut once: the read goes on from where it stopped.
+        // 2. A download whose body is cut, then stalls: each time the read goes on from
+        //    where it stopped.
         counters(&snapshotter);
         let got = store.get_bytes("big").await.unwrap();
         assert_eq!(got.len(), data.len());
@@ -220,8 +223,10 @@ fn metrics_and_spans_of_a_faulted_workload_are_exact() {
             download,
             expect(&[
                 ("cloudstore_io_bytes_total{backend=memory,direction=receive}", 12 * MIB as u64),
-                ("cloudstore_requests_total{backend=memory,operation=get,outcome=ok}", 2),
+                ("cloudstore_requests_total{backend=memory,operation=get,outcome=ok}", 3),
                 ("cloudstore_retries_total{backend=memory,error_type=other,operation=get}", 1),
+                ("cloudstore_retries_total{backend=memory,error_type=timeout,operation=get}", 1),
+                ("cloudstore_stalls_total{backend=memory,operation=get}", 1),
             ])
         );
 

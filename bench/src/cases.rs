@@ -21,7 +21,7 @@ pub struct Measured {
 }
 
 /// The client variants. Each maps to a name on the command line and in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Client {
     /// `Store::writer` (AsyncWrite) up, `Store::reader` (AsyncRead) down; signed payload on
     /// S3, CRC32C on.
@@ -30,6 +30,12 @@ pub enum Client {
     CloudstoreUnsigned,
     /// Unsigned payload and checksums off (S3 only).
     CloudstoreUnsignedNoCrc,
+    /// Unsigned, with a Prometheus `metrics` recorder and an INFO `tracing` subscriber
+    /// installed: what observability costs when it is on (sink only).
+    CloudstoreRecorded,
+    /// Unsigned, over a store built without the `Observed` layer: what the layer costs
+    /// when nothing is installed (sink only).
+    CloudstoreBare,
     /// `Store::download_file` into a file (download only).
     CloudstoreDownloadFile,
     /// One plain `Store::get` stream, for comparison with the parallel reads (download only).
@@ -44,10 +50,12 @@ pub enum Client {
 }
 
 impl Client {
-    pub const ALL: [Client; 8] = [
+    pub const ALL: [Client; 10] = [
         Client::Cloudstore,
         Client::CloudstoreUnsigned,
         Client::CloudstoreUnsignedNoCrc,
+        Client::CloudstoreRecorded,
+        Client::CloudstoreBare,
         Client::CloudstoreDownloadFile,
         Client::CloudstoreGet,
         Client::ObjectStore,
@@ -60,6 +68,8 @@ impl Client {
             Client::Cloudstore => "cloudstore",
             Client::CloudstoreUnsigned => "cloudstore-unsigned",
             Client::CloudstoreUnsignedNoCrc => "cloudstore-unsigned-nocrc",
+            Client::CloudstoreRecorded => "cloudstore-recorded",
+            Client::CloudstoreBare => "cloudstore-bare",
             Client::CloudstoreDownloadFile => "cloudstore-download_file",
             Client::CloudstoreGet => "cloudstore-get",
             Client::ObjectStore => "object_store",
@@ -74,6 +84,10 @@ impl Client {
             Client::Cloudstore => "cloudstore `writer` / `reader`",
             Client::CloudstoreUnsigned => "cloudstore, `unsigned_payload=true`",
             Client::CloudstoreUnsignedNoCrc => "cloudstore, unsigned, checksums off",
+            Client::CloudstoreRecorded => {
+                "cloudstore, unsigned, metrics recorder and subscriber on"
+            }
+            Client::CloudstoreBare => "cloudstore, unsigned, no observability layer",
             Client::CloudstoreDownloadFile => "cloudstore `download_file`",
             Client::CloudstoreGet => "cloudstore `get`, one stream",
             Client::ObjectStore => "object_store `WriteMultipart` / `get_range`",
@@ -103,6 +117,8 @@ impl Client {
             self,
             Client::CloudstoreUnsigned
                 | Client::CloudstoreUnsignedNoCrc
+                | Client::CloudstoreRecorded
+                | Client::CloudstoreBare
                 | Client::ObjectStoreUnsigned
         )
     }
@@ -143,7 +159,23 @@ fn cpu_now() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// Installs what a service with observability on would: a Prometheus recorder and a
+/// subscriber at INFO (operation spans on, request spans off), writing nowhere.
+fn install_observability() -> R<()> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    cloudstore::observe::describe();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .try_init()?;
+    Ok(())
+}
+
 pub async fn run(case: &Case) -> R<Measured> {
+    if case.client == Client::CloudstoreRecorded {
+        install_observability()?;
+    }
     let client = Runner::new(case).await?;
     let in_process = matches!(case.target, Target::Memory);
     if !case.upload && in_process {
@@ -202,7 +234,15 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
             ] {
                 opts.set(k, v);
             }
-            Store::from_url("s3://bench", &opts)?
+            if case.client == Client::CloudstoreBare {
+                let backend = cloudstore::S3Backend::new("bench", &opts)?;
+                Store::new(cloudstore::middleware::RetryBackend::new(
+                    Arc::new(backend),
+                    cloudstore::middleware::RetryPolicy::default(),
+                ))
+            } else {
+                Store::from_url("s3://bench", &opts)?
+            }
         }
         Target::Memory => Store::memory(),
         Target::Fs => Store::new(
@@ -320,6 +360,8 @@ impl Runner {
             Client::Cloudstore
             | Client::CloudstoreUnsigned
             | Client::CloudstoreUnsignedNoCrc
+            | Client::CloudstoreRecorded
+            | Client::CloudstoreBare
             | Client::CloudstoreDownloadFile
             | Client::CloudstoreGet => Runner::Cloudstore(cloudstore_store(case)?),
             Client::ObjectStore | Client::ObjectStoreUnsigned => {
