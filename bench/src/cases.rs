@@ -223,7 +223,7 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
         opts.set("unsigned_payload", "true");
     }
     let store = match case.target {
-        Target::Sink => {
+        Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 => {
             for (k, v) in [
                 ("endpoint", sink_url(case)?.as_str()),
                 ("region", "us-east-1"),
@@ -272,7 +272,7 @@ fn object_store_store(case: &Case) -> R<Arc<dyn ObjectStore>> {
     use object_store::aws::AmazonS3Builder;
     use object_store::azure::MicrosoftAzureBuilder;
     Ok(match case.target {
-        Target::Sink => Arc::new(
+        Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 => Arc::new(
             AmazonS3Builder::new()
                 .with_endpoint(sink_url(case)?)
                 .with_bucket_name("bench")
@@ -313,7 +313,7 @@ fn object_store_store(case: &Case) -> R<Arc<dyn ObjectStore>> {
 fn opendal_operator(case: &Case) -> R<opendal::Operator> {
     use opendal::{Operator, services};
     Ok(match case.target {
-        Target::Sink => Operator::new(
+        Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 => Operator::new(
             services::S3::default()
                 .endpoint(&sink_url(case)?)
                 .bucket("bench")

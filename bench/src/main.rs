@@ -24,6 +24,7 @@
 
 mod cases;
 mod sink;
+mod wan;
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -35,6 +36,9 @@ use cases::{Case, Client, Measured};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type R<T> = Result<T, BoxError>;
+
+/// Bytes a second one connection carries over the WAN targets' links.
+pub const WAN_CAP: u64 = 50_000_000;
 
 /// Part (chunk) size of every client.
 pub const PART_SIZE: u64 = 16 << 20;
@@ -67,9 +71,13 @@ pub fn gcs_bucket() -> String {
     std::env::var("CLOUDSTORE_TEST_GCS_BUCKET").unwrap_or_else(|_| "cloudstore-test".into())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     Sink,
+    /// The sink behind a WAN link: 0, 20 or 80 ms round trip, 50 MB/s per connection.
+    Wan0,
+    Wan20,
+    Wan80,
     Memory,
     Fs,
     SeaweedFs,
@@ -78,8 +86,11 @@ pub enum Target {
 }
 
 impl Target {
-    const ALL: [Target; 6] = [
+    const ALL: [Target; 9] = [
         Target::Sink,
+        Target::Wan0,
+        Target::Wan20,
+        Target::Wan80,
         Target::Memory,
         Target::Fs,
         Target::SeaweedFs,
@@ -90,6 +101,9 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Sink => "sink",
+            Target::Wan0 => "wan0",
+            Target::Wan20 => "wan20",
+            Target::Wan80 => "wan80",
             Target::Memory => "memory",
             Target::Fs => "fs",
             Target::SeaweedFs => "seaweedfs",
@@ -101,12 +115,30 @@ impl Target {
     fn label(self) -> &'static str {
         match self {
             Target::Sink => "sink (in-process S3, discards)",
+            Target::Wan0 => "sink over WAN, 0 ms RTT, 50 MB/s per connection",
+            Target::Wan20 => "sink over WAN, 20 ms RTT, 50 MB/s per connection",
+            Target::Wan80 => "sink over WAN, 80 ms RTT, 50 MB/s per connection",
             Target::Memory => "memory",
             Target::Fs => "fs (local dir)",
             Target::SeaweedFs => "SeaweedFS (S3)",
             Target::Azurite => "Azurite (Azure Blob)",
             Target::FakeGcs => "fake-gcs-server (GCS)",
         }
+    }
+
+    /// The round trip of a WAN target.
+    pub fn rtt(self) -> Option<Duration> {
+        match self {
+            Target::Wan0 => Some(Duration::ZERO),
+            Target::Wan20 => Some(Duration::from_millis(20)),
+            Target::Wan80 => Some(Duration::from_millis(80)),
+            _ => None,
+        }
+    }
+
+    /// Whether the target is the in-process sink (directly or behind a WAN link).
+    pub fn is_sink(self) -> bool {
+        self == Target::Sink || self.rtt().is_some()
     }
 
     fn parse(name: &str) -> Option<Target> {
@@ -127,6 +159,13 @@ impl Target {
                 (CloudstoreDownloadFile, None),
                 (CloudstoreGet, None),
                 (ObjectStore, None),
+                (ObjectStoreUnsigned, None),
+                (OpenDal, None),
+            ],
+            Target::Wan0 | Target::Wan20 | Target::Wan80 => vec![
+                (CloudstoreUnsigned, None),
+                (CloudstoreDownloadFile, None),
+                (CloudstoreGet, None),
                 (ObjectStoreUnsigned, None),
                 (OpenDal, None),
             ],
@@ -368,7 +407,7 @@ fn run_child(
         .arg(mib.to_string())
         .arg("--scratch")
         .arg(scratch);
-    if target == Target::Sink {
+    if target.is_sink() {
         cmd.arg("--sink").arg(sink);
     }
     cmd.stdin(Stdio::null())
@@ -576,7 +615,7 @@ async fn probe(target: Target, scratch: &Path) -> Result<(), String> {
 /// Removes what the cases left on a target.
 async fn clean(target: Target, mib: u64, scratch: &Path) {
     match target {
-        Target::Sink | Target::Memory => {}
+        Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 | Target::Memory => {}
         Target::Fs => {
             for c in ["cloudstore", "object_store", "opendal"] {
                 let _ = std::fs::remove_dir_all(scratch.join(format!("fs-{c}")));
@@ -840,6 +879,30 @@ fn targets(rows: &[Row]) -> String {
             }
         }
     }
+    // Issue 13: over a WAN link, parallelism must fill min(link, concurrency x cap).
+    let wan_goal = (CONCURRENCY as f64) * WAN_CAP as f64 / 1e6;
+    for t in [Target::Wan0, Target::Wan20, Target::Wan80] {
+        let ms = t.rtt().map_or(0, |d| d.as_millis());
+        for (client, up, what) in [
+            (Client::CloudstoreUnsigned, true, "upload"),
+            (Client::CloudstoreUnsigned, false, "download (reader)"),
+            (Client::CloudstoreDownloadFile, false, "download_file"),
+        ] {
+            let Some(r) = find(t, client) else {
+                continue;
+            };
+            if let Some(m) = mbps(if up { &r.up } else { &r.down }) {
+                let _ = writeln!(
+                    s,
+                    "- {ms} ms RTT, {what} >= 80 % of min(link, {CONCURRENCY} x {} MB/s) = {:.0} MB/s: {m:.0} MB/s ({:.0} %): {} (issue 13)",
+                    WAN_CAP / 1_000_000,
+                    0.8 * wan_goal,
+                    100.0 * m / wan_goal,
+                    yes(m >= 0.8 * wan_goal)
+                );
+            }
+        }
+    }
     let limit = (CONCURRENCY as f64) * (PART_SIZE >> 20) as f64 + 32.0;
     for t in [
         Target::Sink,
@@ -941,7 +1004,16 @@ fn runner_main(args: &[String]) -> R<bool> {
         .enable_all()
         .build()?;
     let addr = rt.block_on(sink::start(mib << 20))?;
-    let sink_url = format!("http://{addr}");
+    let direct_url = format!("http://{addr}");
+    // One shaping proxy per WAN target, in front of the same sink.
+    let mut wan_urls = std::collections::HashMap::new();
+    for t in Target::ALL {
+        if let Some(rtt) = t.rtt() {
+            let link = wan::Link { rtt, cap: WAN_CAP };
+            let proxy = rt.block_on(wan::start(addr, link))?;
+            wan_urls.insert(t, format!("http://{proxy}"));
+        }
+    }
 
     let header = format!(
         "cloudstore transfer benchmark, {}: {}; object {mib} MiB, 16 MiB parts, 8 in flight, median of {runs} run(s) per case",
@@ -994,6 +1066,7 @@ fn runner_main(args: &[String]) -> R<bool> {
             continue;
         }
         rt.block_on(clean(target, mib, &scratch));
+        let sink_url = wan_urls.get(&target).unwrap_or(&direct_url).clone();
         let trio =
             target == Target::Sink && OBSERVABILITY_TRIO.iter().all(|c| client_wanted(target, *c));
         for (client, reason) in target.clients() {
