@@ -40,6 +40,10 @@
 //!   configured and signed by `object_store`) and `GcsBackend` (over `gcloud-storage`,
 //!   JSON API).
 //!
+//! - [`observe`]: `tracing` spans and `metrics` for every operation, part, range, request
+//!   and retry, recorded by [`middleware::Observed`], which every store from
+//!   [`Store::from_url`] has over its backend.
+//!
 //! URLs pick the backend: `memory://`, `file:///dir`, `s3://bucket/prefix`,
 //! `az://container/prefix`, `gs://bucket/prefix` (see [`config`]).
 
