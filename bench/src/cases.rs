@@ -47,10 +47,21 @@ pub enum Client {
     /// `Operator::writer_with(..).chunk(..).concurrent(..)` up,
     /// `reader_with(..).chunk(..).concurrent(..)` down.
     OpenDal,
+    /// `Store::writer` / `Store::reader` with `TransferConfig::default()` and the URL's
+    /// defaults: what a user gets without tuning.
+    CloudstoreDefaults,
+    /// object_store's documented defaults: `BufWriter::new` (10 MiB chunks, 8 in flight)
+    /// up, one `get` stream down.
+    ObjectStoreDefaults,
+    /// OpenDAL's defaults: `Operator::writer` and `Operator::reader` without options.
+    OpenDalDefaults,
 }
 
 impl Client {
-    pub const ALL: [Client; 10] = [
+    pub const ALL: [Client; 13] = [
+        Client::CloudstoreDefaults,
+        Client::ObjectStoreDefaults,
+        Client::OpenDalDefaults,
         Client::Cloudstore,
         Client::CloudstoreUnsigned,
         Client::CloudstoreUnsignedNoCrc,
@@ -75,6 +86,9 @@ impl Client {
             Client::ObjectStore => "object_store",
             Client::ObjectStoreUnsigned => "object_store-unsigned",
             Client::OpenDal => "opendal",
+            Client::CloudstoreDefaults => "defaults-cloudstore",
+            Client::ObjectStoreDefaults => "defaults-object_store",
+            Client::OpenDalDefaults => "defaults-opendal",
         }
     }
 
@@ -93,6 +107,9 @@ impl Client {
             Client::ObjectStore => "object_store `WriteMultipart` / `get_range`",
             Client::ObjectStoreUnsigned => "object_store, unsigned payload",
             Client::OpenDal => "OpenDAL `writer` / `reader`",
+            Client::CloudstoreDefaults => "cloudstore, defaults (8 MiB parts, 8 in flight)",
+            Client::ObjectStoreDefaults => "object_store defaults (`BufWriter`, one `get`)",
+            Client::OpenDalDefaults => "OpenDAL defaults (`writer`, `reader`, no options)",
         }
     }
 
@@ -256,6 +273,9 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
         Target::Azurite => Store::from_url(&format!("az://{}", crate::azure_container()), &opts)?,
         Target::FakeGcs => Store::from_url(&format!("gs://{}", crate::gcs_bucket()), &opts)?,
     };
+    if case.client == Client::CloudstoreDefaults {
+        return Ok(store);
+    }
     let config = cloudstore::TransferConfig {
         part_size: PART_SIZE,
         concurrency: CONCURRENCY,
@@ -362,12 +382,13 @@ impl Runner {
             | Client::CloudstoreUnsignedNoCrc
             | Client::CloudstoreRecorded
             | Client::CloudstoreBare
+            | Client::CloudstoreDefaults
             | Client::CloudstoreDownloadFile
             | Client::CloudstoreGet => Runner::Cloudstore(cloudstore_store(case)?),
-            Client::ObjectStore | Client::ObjectStoreUnsigned => {
+            Client::ObjectStore | Client::ObjectStoreUnsigned | Client::ObjectStoreDefaults => {
                 Runner::ObjectStore(object_store_store(case)?)
             }
-            Client::OpenDal => Runner::OpenDal(opendal_operator(case)?),
+            Client::OpenDal | Client::OpenDalDefaults => Runner::OpenDal(opendal_operator(case)?),
         })
     }
 
@@ -384,6 +405,14 @@ impl Runner {
                 }
                 up.finish().await?;
             }
+            Runner::ObjectStore(store) if case.client == Client::ObjectStoreDefaults => {
+                let path = object_store::path::Path::from(key.as_str());
+                let mut w = object_store::buffered::BufWriter::new(store.clone(), path);
+                for _ in 0..case.mib {
+                    w.write_all(&source).await?;
+                }
+                w.shutdown().await?;
+            }
             Runner::ObjectStore(store) => {
                 let path = object_store::path::Path::from(key.as_str());
                 let upload = store.put_multipart(&path).await?;
@@ -394,6 +423,13 @@ impl Runner {
                     w.write(&source);
                 }
                 w.finish().await?;
+            }
+            Runner::OpenDal(op) if case.client == Client::OpenDalDefaults => {
+                let mut w = op.writer(&key).await?;
+                for _ in 0..case.mib {
+                    w.write(Bytes::copy_from_slice(&source)).await?;
+                }
+                w.close().await?;
             }
             Runner::OpenDal(op) => {
                 let mut w = op
@@ -441,6 +477,13 @@ impl Runner {
                     total += n as u64;
                 }
             }
+            Runner::ObjectStore(store) if case.client == Client::ObjectStoreDefaults => {
+                let path = object_store::path::Path::from(key.as_str());
+                let mut body = store.get(&path).await?.into_stream();
+                while let Some(chunk) = body.try_next().await? {
+                    total += chunk.len() as u64;
+                }
+            }
             Runner::ObjectStore(store) => {
                 let path = object_store::path::Path::from(key.as_str());
                 let size = store.head(&path).await?.size;
@@ -455,6 +498,12 @@ impl Runner {
                     .buffered(CONCURRENCY);
                 while let Some(part) = parts.try_next().await? {
                     total += part.len() as u64;
+                }
+            }
+            Runner::OpenDal(op) if case.client == Client::OpenDalDefaults => {
+                let mut stream = op.reader(&key).await?.into_bytes_stream(..).await?;
+                while let Some(chunk) = stream.try_next().await? {
+                    total += chunk.len() as u64;
                 }
             }
             Runner::OpenDal(op) => {

@@ -164,6 +164,9 @@ impl Target {
                 (OpenDal, None),
             ],
             Target::Wan0 | Target::Wan20 | Target::Wan80 => vec![
+                (CloudstoreDefaults, None),
+                (ObjectStoreDefaults, None),
+                (OpenDalDefaults, None),
                 (CloudstoreUnsigned, None),
                 (CloudstoreDownloadFile, None),
                 (CloudstoreGet, None),
