@@ -262,6 +262,19 @@ pub(crate) fn record_error(span: &tracing::Span, e: &crate::Error) {
     span.record("error_type", kind_label(e.kind()));
 }
 
+/// Runs `fut` inside `span` and records a failure there; a success is left for the
+/// caller to record (a step of an operation that is not finished yet).
+pub(crate) async fn in_span<T>(
+    span: &tracing::Span,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let result = fut.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        record_error(span, e);
+    }
+    result
+}
+
 /// Runs `fut` inside `span` and records its outcome there.
 pub(crate) async fn traced<T>(
     span: tracing::Span,

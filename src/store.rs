@@ -466,13 +466,7 @@ impl Store {
                 let Some(req) = state else {
                     return Ok(None);
                 };
-                let page = match store.page_in(&req, number, &span).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        observe::record_error(&span, &e);
-                        return Err(e);
-                    }
-                };
+                let page = observe::in_span(&span, store.page_in(&req, number, &span)).await?;
                 let next = page.next_token.map(|t| ListRequest {
                     token: Some(t),
                     ..req

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, ReadBuf};
-use tracing::Instrument;
 
 use super::checksum::{Expected, Running, expected, verify};
 use super::{Progress, ProgressFn, backoff};
@@ -264,14 +263,7 @@ impl Store {
     /// when the end is reached, and a mismatch is a read error.
     pub async fn reader(&self, key: &str) -> Result<ObjectReader> {
         let span = self.op_span("download", key);
-        let started = self.start_read(key).instrument(span.clone()).await;
-        let (k, meta, cfg, check) = match started {
-            Ok(s) => s,
-            Err(e) => {
-                crate::observe::record_error(&span, &e);
-                return Err(e);
-            }
-        };
+        let (k, meta, cfg, check) = crate::observe::in_span(&span, self.start_read(key)).await?;
         span.record("size", meta.size);
         let store = self.clone();
         let etag = meta.etag.clone();

@@ -549,10 +549,7 @@ impl Upload {
             }
         };
         let span = engine.span.clone();
-        let r = f(&mut engine).instrument(span.clone()).await;
-        if let Err(e) = &r {
-            crate::observe::record_error(&span, e);
-        }
+        let r = crate::observe::in_span(&span, f(&mut engine)).await;
         self.state = State::Idle(engine);
         r
     }
@@ -620,10 +617,7 @@ impl Upload {
         if let State::Idle(mut engine) = std::mem::replace(&mut self.state, State::Gone) {
             let span = engine.span.clone();
             self.state = State::Busy(Box::pin(async move {
-                let r = engine.push(chunk).instrument(span.clone()).await;
-                if let Err(e) = &r {
-                    crate::observe::record_error(&span, e);
-                }
+                let r = crate::observe::in_span(&span, engine.push(chunk)).await;
                 (engine, r)
             }));
         }
