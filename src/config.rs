@@ -215,24 +215,27 @@ pub fn redact_url(url: &str) -> String {
 /// Opens a store; see the module documentation.
 pub(crate) fn open(raw: &str, options: &StoreOptions) -> Result<Store> {
     // `key_policy` applies to every scheme: read here, not passed to the backends.
-    let policy = match options.get("key_policy") {
-        None => crate::KeyPolicy::Cloud,
-        Some(v) => v
-            .parse::<crate::KeyPolicy>()
-            .map_err(|m| config_error(format!("option 'key_policy': {m}")))?,
-    };
-    let span_keys = match options.get("span_keys") {
-        None => crate::observe::KeyDisplay::Plain,
-        Some(v) => v
-            .parse::<crate::observe::KeyDisplay>()
-            .map_err(|m| config_error(format!("option 'span_keys': {m}")))?,
-    };
+    let policy: crate::KeyPolicy = parsed(options, "key_policy")?;
+    let span_keys: crate::observe::KeyDisplay = parsed(options, "span_keys")?;
     let mut rest = options.clone();
     rest.entries.remove("key_policy");
     rest.entries.remove("span_keys");
     Ok(open_scheme(raw, &rest)?
         .with_key_policy(policy)
         .with_span_keys(span_keys))
+}
+
+/// Option `name` parsed, or the type's default when it is not given.
+fn parsed<T>(options: &StoreOptions, name: &str) -> Result<T>
+where
+    T: std::str::FromStr<Err = String> + Default,
+{
+    match options.get(name) {
+        None => Ok(T::default()),
+        Some(v) => v
+            .parse()
+            .map_err(|m| config_error(format!("option '{name}': {m}"))),
+    }
 }
 
 fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
@@ -260,7 +263,7 @@ fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
                     "memory URL '{shown}' names a host; a prefix goes in the path: memory:///prefix"
                 )));
             }
-            let store = observed(MemoryBackend::new());
+            let store = Store::from_arc(observed(MemoryBackend::new()));
             with_path_prefix(store, url.path(), &shown)
         }
         "file" => {
@@ -279,7 +282,7 @@ fn open_scheme(raw: &str, options: &StoreOptions) -> Result<Store> {
                 ))
             })?;
             let backend = FsBackend::new(&path)?.with_fsync(options.bool("fsync", true)?);
-            Ok(observed(backend))
+            Ok(Store::from_arc(observed(backend)))
         }
         #[cfg(feature = "s3")]
         "s3" | "s3a" => {
@@ -426,14 +429,13 @@ fn retrying(backend: impl crate::Backend, options: &StoreOptions) -> Result<Stor
         })?;
         policy.max_attempts = retries.saturating_add(1);
     }
-    let observed = crate::middleware::Observed::new(std::sync::Arc::new(backend));
-    let backend = crate::middleware::RetryBackend::new(std::sync::Arc::new(observed), policy);
+    let backend = crate::middleware::RetryBackend::new(observed(backend), policy);
     Ok(Store::new(backend))
 }
 
-/// A store whose backend's requests are observed ([`crate::observe`]).
-fn observed(backend: impl crate::Backend) -> Store {
-    Store::new(crate::middleware::Observed::new(std::sync::Arc::new(
+/// `backend` with its requests observed ([`crate::observe`]).
+fn observed(backend: impl crate::Backend) -> std::sync::Arc<dyn crate::Backend> {
+    std::sync::Arc::new(crate::middleware::Observed::new(std::sync::Arc::new(
         backend,
     )))
 }

@@ -421,11 +421,9 @@ pub(crate) fn checksum_mismatch(backend: &str) {
     metrics::counter!(CHECKSUM_MISMATCHES, "backend" => backend.to_string()).increment(1);
 }
 
-/// Counts sync decisions.
-pub(crate) fn sync_objects(action: &'static str, n: u64) {
-    if n > 0 {
-        metrics::counter!(SYNC_OBJECTS, "action" => action).increment(n);
-    }
+/// Counts one sync decision.
+pub(crate) fn sync_object(action: &'static str) {
+    metrics::counter!(SYNC_OBJECTS, "action" => action).increment(1);
 }
 
 /// Counts bytes a sync copied.

@@ -68,16 +68,12 @@ impl Observed {
         let start = Instant::now();
         let result = call.instrument(span.clone()).await;
         observe::record_outcome(&span, &result);
-        self.done(op, &result, start.elapsed());
+        let kind = result.as_ref().err().map(|e| e.kind());
+        observe::request_done(&self.label, op, kind, start.elapsed());
         if result.is_ok() {
             observe::io(&self.label, Direction::Transmit, sent);
         }
         result
-    }
-
-    fn done<T>(&self, op: Op, result: &Result<T>, took: Duration) {
-        let kind = result.as_ref().err().map(|e| e.kind());
-        observe::request_done(&self.label, op, kind, took);
     }
 }
 

@@ -515,20 +515,20 @@ pub(crate) async fn sync_range(
             Outcome::Copied(bytes) => {
                 report.copied += 1;
                 report.bytes += bytes;
-                observe::sync_objects("copied", 1);
+                observe::sync_object("copied");
                 observe::sync_bytes(bytes);
             }
             Outcome::Skipped => {
                 report.skipped += 1;
-                observe::sync_objects("skipped", 1);
+                observe::sync_object("skipped");
             }
             Outcome::Deleted => {
                 report.deleted += 1;
-                observe::sync_objects("deleted", 1);
+                observe::sync_object("deleted");
             }
             Outcome::Failed(why) => {
                 report.failed.push((pair.key().to_string(), why));
-                observe::sync_objects("failed", 1);
+                observe::sync_object("failed");
             }
             Outcome::Extra => {}
         }
