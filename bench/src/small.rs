@@ -100,10 +100,7 @@ pub async fn run(client: &str, endpoint: &str) -> R<Rates> {
                 async move { Ok(store.head(&k).await.map(|_| ())?) }
             })
             .await?;
-            let t = Instant::now();
-            let n = store.list_all(Some(LIST_PREFIX)).await?.len();
-            let list = n as f64 / t.elapsed().as_secs_f64();
-            check(n)?;
+            let list = listed(async { Ok(store.list_all(Some(LIST_PREFIX)).await?.len()) }).await?;
             Ok(Rates {
                 put,
                 get,
@@ -135,15 +132,15 @@ pub async fn run(client: &str, endpoint: &str) -> R<Rates> {
                 async move { Ok(store.head(&p).await.map(|_| ())?) }
             })
             .await?;
-            let t = Instant::now();
             let prefix = object_store::path::Path::from(LIST_PREFIX.trim_end_matches('/'));
-            let n = store
-                .list(Some(&prefix))
-                .try_collect::<Vec<_>>()
-                .await?
-                .len();
-            let list = n as f64 / t.elapsed().as_secs_f64();
-            check(n)?;
+            let list = listed(async {
+                Ok(store
+                    .list(Some(&prefix))
+                    .try_collect::<Vec<_>>()
+                    .await?
+                    .len())
+            })
+            .await?;
             Ok(Rates {
                 put,
                 get,
@@ -178,16 +175,14 @@ pub async fn run(client: &str, endpoint: &str) -> R<Rates> {
                 async move { Ok(op.stat(&k).await.map(|_| ())?) }
             })
             .await?;
-            let t = Instant::now();
-            let n = op
-                .list_with(LIST_PREFIX)
-                .recursive(true)
-                .await?
-                .into_iter()
-                .filter(|e| e.metadata().is_file())
-                .count();
-            let list = n as f64 / t.elapsed().as_secs_f64();
-            check(n)?;
+            let list = listed(async {
+                let entries = op.list_with(LIST_PREFIX).recursive(true).await?;
+                Ok(entries
+                    .into_iter()
+                    .filter(|e| e.metadata().is_file())
+                    .count())
+            })
+            .await?;
             Ok(Rates {
                 put,
                 get,
@@ -199,9 +194,14 @@ pub async fn run(client: &str, endpoint: &str) -> R<Rates> {
     }
 }
 
-fn check(n: usize) -> R<()> {
+/// Keys a second of the listing `list` (which counts the keys it read), checked to have
+/// read every listed key.
+async fn listed(list: impl std::future::Future<Output = R<usize>>) -> R<f64> {
+    let t = Instant::now();
+    let n = list.await?;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
     if n == LISTED {
-        Ok(())
+        Ok(rate)
     } else {
         Err(format!("listed {n} keys, expected {LISTED}").into())
     }
