@@ -118,41 +118,57 @@ async fn a_malformed_answer_is_a_typed_error() {
     assert!(!e.message().is_empty());
 }
 
-#[tokio::test]
-async fn a_range_from_another_version_is_refused_not_mixed() {
-    // HEAD says version "a"; every GET, ignoring If-Match, serves version "b".
-    let s = store(Arc::new(|line: &str| {
-        let etag = if line.starts_with("HEAD") {
-            "\"a\""
-        } else {
-            "\"b\""
-        };
+/// A server holding a 10-byte object that answers HEAD and the first GET (of bytes 0-4) as
+/// version "a" and every later GET, ignoring If-Match, with bytes 5-9 of version "b".
+async fn changing_version() -> Store {
+    let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = store(Arc::new(move |line: &str| {
         let mut h = OBJECT_HEADERS.to_vec();
-        h.push(("etag", etag));
         if line.starts_with("HEAD") {
+            // The native checksum lookup (S3 objects without a CRC32C of this crate's).
+            h.push(("etag", "\"a\""));
             return response("200 OK", &h, b"", Some(10));
         }
-        h.push(("content-range", "bytes 0-9/10"));
-        response("206 Partial Content", &h, b"0123456789", None)
+        let first = gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        let (etag, range, body) = if first {
+            ("\"a\"", "bytes 0-4/10", b"01234")
+        } else {
+            ("\"b\"", "bytes 5-9/10", b"56789")
+        };
+        h.extend([("etag", etag), ("content-range", range)]);
+        response("206 Partial Content", &h, body, None)
     }))
     .await;
+    // Ranges of 5 bytes, so that the object takes two requests.
+    s.with_transfer_config(cloudstore::TransferConfig {
+        part_size: 5,
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn a_range_from_another_version_is_refused_not_mixed() {
+    let s = changing_version().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("f");
     let e = s.download_file("k", &out).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
     assert!(!out.exists());
-    let e = s.reader("k").await;
-    let e = match e {
-        Err(e) => e,
-        Ok(mut r) => {
-            let mut v = Vec::new();
-            r.read_to_end(&mut v)
-                .await
-                .unwrap_err()
-                .downcast::<cloudstore::Error>()
-                .unwrap()
-        }
-    };
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temporary file is left"
+    );
+
+    let s = changing_version().await;
+    let mut r = s.reader("k").await.unwrap();
+    let mut v = Vec::new();
+    let e = r
+        .read_to_end(&mut v)
+        .await
+        .unwrap_err()
+        .downcast::<cloudstore::Error>()
+        .unwrap();
     assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
 }
 

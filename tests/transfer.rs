@@ -383,6 +383,32 @@ async fn the_global_budget_is_shared_by_clones() {
 }
 
 #[tokio::test]
+async fn file_downloads_report_progress_up_to_the_total() {
+    let (store, _) = hooked(small_caps(), config(4096, 3));
+    let body = data(50_000, 9);
+    store.put("p", body.clone()).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let progress: cloudstore::transfer::ProgressFn =
+        Arc::new(move |p| record.lock().unwrap().push(p));
+    let dir = tempfile::tempdir().unwrap();
+    store
+        .download_file_with_progress("p", dir.path().join("p"), Some(progress))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("p")).unwrap(), body);
+    let seen = seen.lock().unwrap();
+    let last = seen.iter().max_by_key(|p| (p.bytes, p.parts)).unwrap();
+    // A first range of 4096 bytes, then 45,904 bytes in ranges of at least 4096.
+    assert_eq!((last.bytes, last.total), (50_000, Some(50_000)));
+    assert!(last.parts >= 2 && last.parts <= 13, "{last:?}");
+    assert!(
+        seen.iter()
+            .all(|p| p.bytes <= 50_000 && p.total == Some(50_000))
+    );
+}
+
+#[tokio::test]
 async fn empty_objects_upload_and_download() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::memory();
@@ -551,13 +577,37 @@ async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
         read.len(),
         body.len()
     );
-    *hooks.truncate_get.lock().unwrap() = Some(hooks.gets.load(Ordering::SeqCst) + 3);
+    let cut = hooks.served.lock().unwrap()[1].clone();
+    continues_where_cut(&hooks, 2, &cut);
+
+    let before = hooks.gets.load(Ordering::SeqCst);
+    hooks.served.lock().unwrap().clear();
+    *hooks.truncate_get.lock().unwrap() = Some(before + 3);
     let dir = tempfile::tempdir().unwrap();
     store
         .download_file("cut", dir.path().join("cut"))
         .await
         .unwrap();
     assert_eq!(std::fs::read(dir.path().join("cut")).unwrap(), body);
+    let cut = hooks.served.lock().unwrap()[2].clone();
+    continues_where_cut(&hooks, 3, &cut);
+}
+
+/// After the read that answered `cut` lost the second half of its body, a later read asks
+/// only for that half, and no byte is read twice.
+fn continues_where_cut(hooks: &Hooks, n: usize, cut: &std::ops::Range<u64>) {
+    let served = hooks.served.lock().unwrap().clone();
+    let half = (cut.end - cut.start) / 2;
+    assert!(
+        served[n..].contains(&(cut.start + half..cut.end)),
+        "after read {n} ({cut:?}) was cut, no read went on from its middle: {served:?}"
+    );
+    let total: u64 = served.iter().map(|r| r.end - r.start).sum();
+    assert_eq!(
+        total - (cut.end - cut.start - half),
+        10_000,
+        "bytes served, less those cut off: {served:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

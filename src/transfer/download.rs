@@ -1,5 +1,11 @@
 //! Parallel ranged downloads pinned to one version of an object, and an ordered reader.
+//!
+//! A read starts with a GET of its first range (no HEAD): the answer names the version
+//! (size, ETag, metadata) the other ranges are pinned to, and an object no larger than one
+//! range is read in that one request. A range whose body is cut goes on from the byte where
+//! it stopped.
 
+use std::future::Future;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -15,41 +21,81 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::checksum::{Expected, Running, expected, verify};
 use super::{Progress, ProgressFn, backoff};
+use crate::backend::MIB;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
-use crate::object::{ByteRange, GetOptions, ObjectMeta};
+use crate::object::{ByteRange, GetOptions, GetResult, ObjectMeta};
 use crate::store::Store;
 
-/// The ranges of an object of `size` bytes, `chunk` bytes each.
-fn ranges(size: u64, chunk: u64) -> Vec<Range<u64>> {
+/// The ranges covering `span`, `chunk` bytes each.
+fn ranges(span: Range<u64>, chunk: u64) -> Vec<Range<u64>> {
     let chunk = chunk.max(1);
-    (0..size.div_ceil(chunk))
-        .map(|i| i * chunk..((i + 1) * chunk).min(size))
+    let start = span.start;
+    (0..(span.end.saturating_sub(start)).div_ceil(chunk))
+        .map(|i| start + i * chunk..(start + (i + 1) * chunk).min(span.end))
         .collect()
 }
 
-/// Reads one range of the version `etag` into memory (at most one part), retrying what can
-/// be retried (each attempt starts the range afresh); a replaced object gives
-/// `PreconditionFailed`.
+/// The largest range [`Store::download_file`] asks for. Its ranges stream to disk, so
+/// their size costs no memory; larger ranges spend fewer round trips waiting for a first
+/// byte, and a cut range goes on where it stopped, so a retry does not fetch it again.
+const FILE_RANGE_MAX: u64 = 64 * MIB;
+
+/// The range size for the `rest` bytes of a file download after its first range: about
+/// four rounds of `concurrency` ranges, at least `part_size`, at most [`FILE_RANGE_MAX`]
+/// (or `part_size`, if that is larger).
+fn file_range_size(rest: u64, part_size: u64, concurrency: usize) -> u64 {
+    let rounds = 4 * concurrency.max(1) as u64;
+    rest.div_ceil(rounds)
+        .clamp(part_size, part_size.max(FILE_RANGE_MAX))
+}
+
+/// Where the bytes of a range go as they arrive, in order.
+trait RangeSink: Send {
+    fn accept(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The reader's read-ahead: a range held in memory until its turn.
+#[derive(Default)]
+struct Collect(Vec<Bytes>);
+
+impl RangeSink for Collect {
+    async fn accept(&mut self, chunk: Bytes) -> Result<()> {
+        self.0.push(chunk);
+        Ok(())
+    }
+}
+
+/// Reads one range of the version `etag` into `sink`, retrying what can be retried; after
+/// a cut body the next attempt asks only for the bytes not yet received. `first` is an
+/// answer already received for this range (the read's opening request). A replaced object
+/// gives `PreconditionFailed`.
 async fn fetch_range(
     store: &Store,
     key: &Key,
     etag: Option<&str>,
     range: Range<u64>,
-    check: Option<Expected>,
-) -> Result<(Vec<Bytes>, Running)> {
+    mut first: Option<GetResult>,
+    sink: &mut impl RangeSink,
+) -> Result<()> {
     let cfg = &store.transfer().config;
     let _in_flight =
         crate::observe::InFlight::new(store.backend_name(), crate::observe::Direction::Receive);
+    let mut got = 0u64;
     let mut attempt = 1;
     loop {
-        let opts = GetOptions {
-            range: Some(ByteRange::Bounded(range.clone())),
-            if_match: etag.map(str::to_string),
-            ..Default::default()
-        };
-        let attempt_result: Result<(Vec<Bytes>, Running)> = async {
-            let res = crate::observe::attempt(attempt, store.backend().get(key, &opts)).await?;
+        let attempt_result: Result<()> = async {
+            let res = match first.take() {
+                Some(res) => res,
+                None => {
+                    let opts = GetOptions {
+                        range: Some(ByteRange::Bounded(range.start + got..range.end)),
+                        if_match: etag.map(str::to_string),
+                        ..Default::default()
+                    };
+                    crate::observe::attempt(attempt, store.backend().get(key, &opts)).await?
+                }
+            };
             // A server that ignores If-Match must not slip another version in.
             if let (Some(want), Some(got)) = (etag, res.meta.etag.as_deref())
                 && want != got
@@ -62,21 +108,23 @@ async fn fetch_range(
                 )
                 .with_key(key.as_str()));
             }
-            let mut crc = Running::new(check);
-            let mut chunks = Vec::new();
             let mut body = res.into_checked_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
-                crc.update(&chunk);
-                chunks.push(chunk);
+                let len = chunk.len() as u64;
+                // Where the bytes go failing (a full disk) is not the network's fault.
+                sink.accept(chunk)
+                    .await
+                    .map_err(|e| e.with_retryable(false))?;
+                got += len;
             }
-            Ok((chunks, crc))
+            Ok(())
         }
         .await;
         match attempt_result {
             Err(e) if e.is_retryable() && attempt < cfg.attempts_over(store.backend().as_ref()) => {
                 crate::observe::retry(store.backend_name(), Op::Get, e.kind());
-                tracing::debug!(key = %key, attempt, error = %e, "retrying a range");
+                tracing::debug!(key = %key, attempt, got, error = %e, "going on with a range");
                 tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
                 attempt += 1;
             }
@@ -109,32 +157,187 @@ fn io_err(store: &Store, key: &Key, e: io::Error) -> Error {
     Error::from_io(Op::Get, store.backend_name(), e).with_key(key.as_str())
 }
 
+/// Bytes a file download gathers before one blocking write.
+const WRITE_BATCH: usize = 2 * MIB as usize;
+
+/// A range of a file download: its bytes are written in place as they arrive, in batches,
+/// and checksummed on the way.
+struct WriteAt {
+    file: Arc<std::fs::File>,
+    /// Where the next batch goes.
+    at: u64,
+    batch: Vec<Bytes>,
+    batched: usize,
+    crc: Running,
+    done: Arc<AtomicU64>,
+    total: u64,
+    parts: Arc<AtomicU64>,
+    progress: Option<ProgressFn>,
+    backend: &'static str,
+}
+
+impl WriteAt {
+    /// Writes the batch at its offset (one blocking hop), and asks the kernel to start
+    /// writing those pages back, so the final `fsync` has little left to wait for.
+    async fn flush(&mut self) -> Result<()> {
+        if self.batched == 0 {
+            return Ok(());
+        }
+        let (file, at, batch) = (self.file.clone(), self.at, std::mem::take(&mut self.batch));
+        let len = std::mem::take(&mut self.batched) as u64;
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            let mut pos = at;
+            for c in &batch {
+                file.write_all_at(c, pos)?;
+                pos += c.len() as u64;
+            }
+            start_writeback(&file, at, len);
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Other, Op::Get, self.backend, e.to_string()))?
+        .map_err(|e| Error::from_io(Op::Get, self.backend, e))?;
+        self.at += len;
+        let bytes = self.done.fetch_add(len, Ordering::Relaxed) + len;
+        if let Some(p) = &self.progress {
+            p(Progress {
+                bytes,
+                total: Some(self.total),
+                parts: self.parts.load(Ordering::Relaxed),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl RangeSink for WriteAt {
+    async fn accept(&mut self, chunk: Bytes) -> Result<()> {
+        self.crc.update(&chunk);
+        self.batched += chunk.len();
+        self.batch.push(chunk);
+        if self.batched >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts writeback of `len` bytes at `at` without waiting for it (Linux); elsewhere the
+/// final `fsync` does all of it.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &std::fs::File, at: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for as long as `file` is borrowed; the call only
+    // schedules I/O on it and touches no memory of this process. Its failure is harmless
+    // (the final fsync still writes everything), so the result is ignored.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            at as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &std::fs::File, _at: u64, _len: u64) {}
+
+/// A read's opening answer: the version every range is pinned to, the first range's open
+/// body (none for an empty object), and the checksum the bytes must match.
+struct Opened {
+    key: Key,
+    meta: ObjectMeta,
+    first: Option<GetResult>,
+    cfg: super::TransferConfig,
+    check: Option<Expected>,
+}
+
+/// A range to fetch: its bytes, the answer already open for it (the first range), and
+/// its span.
+type Planned = (Range<u64>, Option<GetResult>, tracing::Span);
+
+/// The ranges of a read of `size` bytes: the opening answer's range first, then the rest
+/// in ranges of `chunk(rest)` bytes, each with a span below `operation`.
+fn plan(
+    operation: &tracing::Span,
+    first: Option<GetResult>,
+    first_span: tracing::Span,
+    size: u64,
+    chunk: impl FnOnce(u64) -> u64,
+) -> Vec<Planned> {
+    let from = first.as_ref().map_or(0, |f| f.range.end);
+    let mut plan: Vec<Planned> = first
+        .map(|f| (f.range.clone(), Some(f), first_span))
+        .into_iter()
+        .collect();
+    for r in ranges(from..size, chunk(size.saturating_sub(from))) {
+        let span = crate::observe::range_span(operation, r.start, r.end - r.start);
+        plan.push((r, None, span));
+    }
+    plan
+}
+
 impl Store {
-    /// The version a read will be pinned to (its metadata), the transfer policy, and the
-    /// checksum the bytes must match.
-    async fn start_read(
-        &self,
-        key: &str,
-    ) -> Result<(Key, ObjectMeta, super::TransferConfig, Option<Expected>)> {
+    /// Opens a read: a GET of the first range (of `cfg.part_size` bytes). Its answer pins
+    /// the version; an object no larger than one range is read in that request. Only a
+    /// refused range (as an empty object gives) costs a HEAD.
+    async fn open_read(&self, key: &str) -> Result<Opened> {
         let k = self.full_key(Op::Get, key)?;
-        let meta = self
-            .backend()
-            .head(&k)
-            .await
-            .map_err(|e| e.with_op(Op::Get))?;
         let cfg = self.transfer().config.clone();
+        let opts = GetOptions {
+            range: Some(ByteRange::Bounded(0..cfg.part_size.max(1))),
+            ..Default::default()
+        };
+        let (meta, first) = match self.backend().get(&k, &opts).await {
+            Ok(res) => (res.meta.clone(), Some(res)),
+            Err(e) if e.kind() == ErrorKind::InvalidInput => {
+                let meta = self
+                    .backend()
+                    .head(&k)
+                    .await
+                    .map_err(|e| e.with_op(Op::Get))?;
+                if meta.size != 0 {
+                    return Err(e);
+                }
+                (meta, None)
+            }
+            Err(e) => return Err(e),
+        };
         let check = if cfg.checksum {
             expected(self, &k, &meta).await?
         } else {
             None
         };
-        Ok((k, meta, cfg, check))
+        Ok(Opened {
+            key: k,
+            meta,
+            first,
+            cfg,
+            check,
+        })
+    }
+
+    /// [`Store::open_read`] inside the first range's span (a child of `operation`), both
+    /// marked on failure; the span is returned for the first range's transfer.
+    async fn open_traced(
+        &self,
+        key: &str,
+        operation: &tracing::Span,
+    ) -> Result<(Opened, tracing::Span)> {
+        let first = crate::observe::range_span(operation, 0, self.transfer().config.part_size);
+        let open = crate::observe::in_span(&first, self.open_read(key));
+        let opened = crate::observe::in_span(operation, open).await?;
+        operation.record("size", opened.meta.size);
+        Ok((opened, first))
     }
 
     /// Downloads `key` into the file `path` with concurrent ranged reads, all pinned to the
-    /// version the first request saw; writes go in place into a temporary file beside
-    /// `path`, renamed over it only once every byte arrived and the checksum (if the object
-    /// has one) verified. On any failure `path` is untouched.
+    /// version the first request saw; each range streams in place into a temporary file
+    /// beside `path` (memory stays a few MiB per range, whatever the range size), which is
+    /// renamed over `path` only once every byte arrived, the checksum (if the object has
+    /// one) verified and the file was synced. On any failure `path` is untouched.
     pub async fn download_file(&self, key: &str, path: impl AsRef<Path>) -> Result<ObjectMeta> {
         self.download_file_with_progress(key, path, None).await
     }
@@ -159,8 +362,14 @@ impl Store {
         span: &tracing::Span,
     ) -> Result<ObjectMeta> {
         let path = path.to_path_buf();
-        let (k, meta, cfg, check) = self.start_read(key).await?;
-        span.record("size", meta.size);
+        let (opened, first_span) = self.open_traced(key, span).await?;
+        let Opened {
+            key: k,
+            meta,
+            first,
+            cfg,
+            check,
+        } = opened;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -182,57 +391,42 @@ impl Store {
         file.set_len(meta.size).map_err(|e| io_err(self, &k, e))?;
         let file = Arc::new(file);
 
+        let plan = plan(span, first, first_span, meta.size, |rest| {
+            file_range_size(rest, cfg.part_size, cfg.concurrency)
+        });
+
         let done = Arc::new(AtomicU64::new(0));
-        let parts_done = Arc::new(AtomicU64::new(0));
+        let parts = Arc::new(AtomicU64::new(0));
         let etag = meta.etag.clone();
-        let results: Vec<(usize, Running)> =
-            futures::stream::iter(ranges(meta.size, cfg.part_size).into_iter().enumerate())
-                .map(|(i, r)| {
-                    let (store, k, etag, file) =
-                        (self.clone(), k.clone(), etag.clone(), file.clone());
-                    let (done, parts_done, progress) =
-                        (done.clone(), parts_done.clone(), progress.clone());
-                    let total = meta.size;
-                    let range = crate::observe::range_span(span, r.start, r.end - r.start);
-                    crate::observe::traced(range, async move {
-                        let offset = r.start;
-                        let (chunks, crc) =
-                            fetch_range(&store, &k, etag.as_deref(), r, check).await?;
-                        // One blocking hop per range: positional writes of its chunks.
-                        let len = tokio::task::spawn_blocking(move || -> io::Result<u64> {
-                            use std::os::unix::fs::FileExt;
-                            let mut at = offset;
-                            for c in &chunks {
-                                file.write_all_at(c, at)?;
-                                at += c.len() as u64;
-                            }
-                            Ok(at - offset)
-                        })
-                        .await
-                        .map_err(|e| {
-                            Error::new(ErrorKind::Other, Op::Get, "cloudstore", e.to_string())
-                        })?
-                        .map_err(|e| {
-                            Error::from_io(Op::Get, "cloudstore", e).with_key(k.as_str())
-                        })?;
-                        let bytes = done.fetch_add(len, Ordering::Relaxed) + len;
-                        let parts = parts_done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Some(p) = &progress {
-                            p(Progress {
-                                bytes,
-                                total: Some(total),
-                                parts,
-                            });
-                        }
-                        Ok::<_, Error>((i, crc))
-                    })
+        let results: Vec<(u64, Running)> = futures::stream::iter(plan)
+            .map(|(r, opened, range)| {
+                let (store, k, etag) = (self.clone(), k.clone(), etag.clone());
+                let mut sink = WriteAt {
+                    file: file.clone(),
+                    at: r.start,
+                    batch: Vec::new(),
+                    batched: 0,
+                    crc: Running::new(check),
+                    done: done.clone(),
+                    total: meta.size,
+                    parts: parts.clone(),
+                    progress: progress.clone(),
+                    backend: "cloudstore",
+                };
+                crate::observe::traced(range, async move {
+                    let offset = r.start;
+                    fetch_range(&store, &k, etag.as_deref(), r, opened, &mut sink).await?;
+                    sink.parts.fetch_add(1, Ordering::Relaxed);
+                    sink.flush().await.map_err(|e| e.with_key(k.as_str()))?;
+                    Ok::<_, Error>((offset, sink.crc))
                 })
-                .buffer_unordered(cfg.concurrency.max(1))
-                .try_collect()
-                .await?;
+            })
+            .buffer_unordered(cfg.concurrency.max(1))
+            .try_collect()
+            .await?;
         if check.is_some() {
             let mut ordered = results;
-            ordered.sort_by_key(|(i, _)| *i);
+            ordered.sort_by_key(|(offset, _)| *offset);
             let whole = ordered
                 .iter()
                 .fold(Running::new(check), |acc, (_, c)| acc.combine(c));
@@ -263,19 +457,25 @@ impl Store {
     /// when the end is reached, and a mismatch is a read error.
     pub async fn reader(&self, key: &str) -> Result<ObjectReader> {
         let span = self.op_span("download", key);
-        let (k, meta, cfg, check) = crate::observe::in_span(&span, self.start_read(key)).await?;
-        span.record("size", meta.size);
+        let (opened, first_span) = self.open_traced(key, &span).await?;
+        let Opened {
+            key: k,
+            meta,
+            first,
+            cfg,
+            check,
+        } = opened;
+        let plan = plan(&span, first, first_span, meta.size, |_| cfg.part_size);
         let store = self.clone();
         let etag = meta.etag.clone();
-        let operation = span.clone();
-        let fetches = futures::stream::iter(ranges(meta.size, cfg.part_size))
-            .map(move |r| {
+        let fetches = futures::stream::iter(plan)
+            .map(move |(r, opened, range)| {
                 let (store, k, etag) = (store.clone(), k.clone(), etag.clone());
-                let range = crate::observe::range_span(&operation, r.start, r.end - r.start);
                 crate::observe::traced(range, async move {
-                    fetch_range(&store, &k, etag.as_deref(), r, None)
+                    let mut sink = Collect::default();
+                    fetch_range(&store, &k, etag.as_deref(), r, opened, &mut sink)
                         .await
-                        .map(|(chunks, _)| chunks)
+                        .map(|()| sink.0)
                 })
             })
             .buffered(cfg.concurrency.max(1))
@@ -436,10 +636,31 @@ impl AsyncRead for ObjectReader {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::MIB;
+
     #[test]
-    fn ranges_cover_the_object_exactly() {
-        assert_eq!(super::ranges(0, 10), vec![]);
-        assert_eq!(super::ranges(25, 10), vec![0..10, 10..20, 20..25]);
-        assert_eq!(super::ranges(20, 10), vec![0..10, 10..20]);
+    fn ranges_cover_the_span_exactly() {
+        assert_eq!(super::ranges(0..0, 10), vec![]);
+        assert_eq!(super::ranges(0..25, 10), vec![0..10, 10..20, 20..25]);
+        assert_eq!(super::ranges(0..20, 10), vec![0..10, 10..20]);
+        assert_eq!(super::ranges(5..27, 10), vec![5..15, 15..25, 25..27]);
+    }
+
+    #[test]
+    fn file_ranges_make_about_four_rounds_within_bounds() {
+        // 1 GiB after a first 16 MiB range, 8 in flight: 32 ranges of 31.5 MiB.
+        assert_eq!(
+            super::file_range_size(1008 * MIB, 16 * MIB, 8),
+            1008 * MIB / 32
+        );
+        // Small objects keep the part size; huge ones stop at the cap...
+        assert_eq!(super::file_range_size(40 * MIB, 16 * MIB, 8), 16 * MIB);
+        assert_eq!(super::file_range_size(100_000 * MIB, 16 * MIB, 8), 64 * MIB);
+        // ...unless the part size is larger still.
+        assert_eq!(
+            super::file_range_size(100_000 * MIB, 100 * MIB, 8),
+            100 * MIB
+        );
+        assert_eq!(super::file_range_size(0, 8 * MIB, 0), 8 * MIB);
     }
 }

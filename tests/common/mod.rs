@@ -29,8 +29,10 @@ pub struct Hooks {
     pub part_calls: AtomicUsize,
     pub gets: AtomicUsize,
     pub replace_on_get: Mutex<Option<usize>>,
-    /// Cut the body of the n-th read short (a dropped connection).
+    /// Cut the body of the n-th read short (a dropped connection), after half its bytes.
     pub truncate_get: Mutex<Option<usize>>,
+    /// The byte range each read answered, in order.
+    pub served: Mutex<Vec<std::ops::Range<u64>>>,
     /// When set, part uploads wait for a permit (to hold them in flight).
     pub gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// Report a wrong native checksum (as if the stored bytes had changed).
@@ -68,6 +70,7 @@ impl Backend for Hooked {
                 .await?;
         }
         let mut res = self.inner.get(key, opts).await?;
+        self.hooks.served.lock().unwrap().push(res.range.clone());
         if *self.hooks.truncate_get.lock().unwrap() == Some(n) {
             let all = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
             let half = (res.range.end - res.range.start) as usize / 2;
