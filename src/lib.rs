@@ -51,6 +51,8 @@
 
 pub mod attributes;
 pub mod backend;
+#[cfg(feature = "object-store")]
+pub mod bridge;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{BoxError, CONCURRENCY, PART_SIZE, R, Target};
+use crate::{BoxError, CONCURRENCY, R, Target, part_size};
 
 /// What the child reports to the runner.
 pub struct Measured {
@@ -277,11 +277,11 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
         return Ok(store);
     }
     let config = cloudstore::TransferConfig {
-        part_size: PART_SIZE,
+        part_size: part_size(),
         concurrency: CONCURRENCY,
         // Parts in flight and the one being filled, together within concurrency x part
         // (the bound: concurrency x part size + 32 MiB).
-        upload_memory: PART_SIZE * CONCURRENCY as u64,
+        upload_memory: part_size() * CONCURRENCY as u64,
         checksum: case.client != Client::CloudstoreUnsignedNoCrc,
         ..Default::default()
     };
@@ -417,7 +417,7 @@ impl Runner {
                 let path = object_store::path::Path::from(key.as_str());
                 let upload = store.put_multipart(&path).await?;
                 let mut w =
-                    object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE as usize);
+                    object_store::WriteMultipart::new_with_chunk_size(upload, part_size() as usize);
                 for _ in 0..case.mib {
                     w.wait_for_capacity(CONCURRENCY).await?;
                     w.write(&source);
@@ -434,7 +434,7 @@ impl Runner {
             Runner::OpenDal(op) => {
                 let mut w = op
                     .writer_with(&key)
-                    .chunk(PART_SIZE as usize)
+                    .chunk(part_size() as usize)
                     .concurrent(CONCURRENCY)
                     .await?;
                 for _ in 0..case.mib {
@@ -487,8 +487,8 @@ impl Runner {
             Runner::ObjectStore(store) => {
                 let path = object_store::path::Path::from(key.as_str());
                 let size = store.head(&path).await?.size;
-                let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(PART_SIZE))
-                    .map(|i| i * PART_SIZE..((i + 1) * PART_SIZE).min(size))
+                let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(part_size()))
+                    .map(|i| i * part_size()..((i + 1) * part_size()).min(size))
                     .collect();
                 let mut parts = futures::stream::iter(ranges)
                     .map(|r| {
@@ -509,7 +509,7 @@ impl Runner {
             Runner::OpenDal(op) => {
                 let mut stream = op
                     .reader_with(&key)
-                    .chunk(PART_SIZE as usize)
+                    .chunk(part_size() as usize)
                     .concurrent(CONCURRENCY)
                     .await?
                     .into_bytes_stream(..)

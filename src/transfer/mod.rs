@@ -85,9 +85,9 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         TransferConfig {
-            part_size: 8 * MIB,
+            part_size: 16 * MIB,
             concurrency: 8,
-            upload_memory: 64 * MIB,
+            upload_memory: 128 * MIB,
             global_memory: 512 * MIB,
             attempts: 4,
             backoff: Duration::from_millis(100),

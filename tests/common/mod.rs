@@ -2,6 +2,7 @@
 //! the transfer engine sends, over any backend (memory or an emulator's).
 #![allow(dead_code)]
 
+pub mod emulators;
 pub mod proxy;
 pub mod schedules;
 

@@ -1,0 +1,77 @@
+//! The bridge to [`object_store`] (feature `object-store`): a [`Store`] as an
+//! [`ObjectStore`](object_store::ObjectStore) for the crates built on that trait
+//! (DataFusion, delta-rs, Polars, Lance, Parquet's async reader), with its middleware,
+//! retries, metrics and key handling intact.
+//!
+//! ```no_run
+//! # fn main() -> cloudstore::Result<()> {
+//! use cloudstore::{Store, StoreOptions};
+//! let store = Store::from_url("s3://bucket/tables", &StoreOptions::new())?;
+//! let os: std::sync::Arc<dyn object_store::ObjectStore> = store.into_object_store();
+//! # Ok(()) }
+//! ```
+//!
+//! How the two models meet:
+//!
+//! - Paths and keys: an object_store [`Path`](object_store::path::Path) is used as the key, byte for byte (it is
+//!   never percent-decoded). Keys that a `Path` cannot hold (empty or `.`/`..` segments,
+//!   a leading or trailing `/`, control characters) are legal in cloudstore and in the
+//!   clouds; object_store has no name for them, so its listings skip them, each with a
+//!   `tracing` warning. That is object_store's limit: use the [`Store`] itself to reach them.
+//! - Listings by prefix are by path segment, as object_store defines them: the prefix `a`
+//!   lists `a/...`, never `ab`.
+//! - Writes: [`PutMode`](object_store::PutMode) `Create` and `Update` become cloudstore's
+//!   `Create` and `IfMatch`, where the backend can hold them atomically
+//!   ([`Capabilities::put_modes`](crate::Capabilities::put_modes)); elsewhere they are
+//!   [`NotImplemented`](object_store::Error::NotImplemented). `put_multipart_opts` streams
+//!   through the transfer engine ([`Store::writer`]): parts, concurrency, memory budget,
+//!   checksums and retries as configured for the store.
+//! - Attributes: `ContentType` and `Metadata(..)` map to the content type and user
+//!   metadata; the other attributes (cache control, content disposition, encoding,
+//!   language, storage class) have no place in cloudstore's model and are refused with
+//!   `NotImplemented` rather than dropped. Tags are ignored, as object_store allows.
+//! - Reads: ranges (bounded, offset, suffix) and the four conditions map one to one; a
+//!   `version` is refused (`NotImplemented`).
+//! - Errors map to object_store's variants: `NotFound`, `AlreadyExists`, `Precondition`,
+//!   `NotModified`, `NotSupported`, `PermissionDenied`, `Unauthenticated`; everything
+//!   else is `Generic` with the cloudstore [`Error`] (and its kind) as the source.
+
+mod to_object_store;
+
+pub use to_object_store::StoreObjectStore;
+
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind};
+use crate::store::Store;
+
+/// The name object_store's errors give this bridge.
+const STORE: &str = "cloudstore";
+
+impl Store {
+    /// This store as an [`object_store::ObjectStore`], for crates that take an
+    /// `Arc<dyn ObjectStore>` (see [`bridge`](crate::bridge)).
+    pub fn into_object_store(self) -> Arc<dyn object_store::ObjectStore> {
+        Arc::new(StoreObjectStore::new(self))
+    }
+}
+
+/// A cloudstore error as object_store's, by kind.
+pub(crate) fn to_os_error(e: Error) -> object_store::Error {
+    let path = e.key().unwrap_or_default().to_string();
+    let kind = e.kind();
+    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    match kind {
+        ErrorKind::NotFound => object_store::Error::NotFound { path, source },
+        ErrorKind::AlreadyExists => object_store::Error::AlreadyExists { path, source },
+        ErrorKind::PreconditionFailed => object_store::Error::Precondition { path, source },
+        ErrorKind::NotModified => object_store::Error::NotModified { path, source },
+        ErrorKind::PermissionDenied => object_store::Error::PermissionDenied { path, source },
+        ErrorKind::Unauthenticated => object_store::Error::Unauthenticated { path, source },
+        ErrorKind::Unsupported => object_store::Error::NotSupported { source },
+        _ => object_store::Error::Generic {
+            store: STORE,
+            source,
+        },
+    }
+}
