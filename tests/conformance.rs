@@ -71,6 +71,40 @@ cloudstore::conformance_tests!(memory_minimal, || async {
     )))
 });
 
+// Stores of the object_store crate under cloudstore (bridge::ObjectStoreBackend), with the
+// capabilities its probe finds.
+#[cfg(feature = "object-store")]
+cloudstore::conformance_tests!(object_store_memory, || async {
+    Store::from_object_store(std::sync::Arc::new(object_store::memory::InMemory::new())).await
+});
+
+#[cfg(feature = "object-store")]
+cloudstore::conformance_tests!(object_store_local, || async {
+    let local = object_store::local::LocalFileSystem::new_with_prefix(object_store_root())
+        .map_err(|e| {
+            cloudstore::Error::new(
+                cloudstore::ErrorKind::Other,
+                cloudstore::Op::Configure,
+                "tests",
+                e.to_string(),
+            )
+        })?;
+    Store::from_object_store(std::sync::Arc::new(local)).await
+});
+
+/// One root for the object_store `LocalFileSystem` cases; each works under its own prefix.
+#[cfg(feature = "object-store")]
+fn object_store_root() -> &'static std::path::Path {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("conformance-object-store-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("a temporary directory under target/")
+    })
+    .path()
+}
+
 cloudstore::conformance_tests!(s3, || async { s3_store("s3") });
 
 // moto's S3 server: the S3 target that keeps every key as given (SeaweedFS rewrites

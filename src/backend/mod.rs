@@ -28,7 +28,7 @@ pub mod fs;
 pub mod gcs;
 #[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
 mod http_status;
-mod listing;
+pub(crate) mod listing;
 pub mod memory;
 #[cfg(any(feature = "s3", feature = "azure"))]
 mod object_store_core;

@@ -1,7 +1,12 @@
-//! The bridge to [`object_store`] (feature `object-store`): a [`Store`] as an
-//! [`ObjectStore`](object_store::ObjectStore) for the crates built on that trait
-//! (DataFusion, delta-rs, Polars, Lance, Parquet's async reader), with its middleware,
-//! retries, metrics and key handling intact.
+//! The bridge to [`object_store`] (feature `object-store`), both ways:
+//!
+//! - [`StoreObjectStore`] ([`Store::into_object_store`]): a [`Store`] as an
+//!   [`ObjectStore`](object_store::ObjectStore) for the crates built on that trait
+//!   (DataFusion, delta-rs, Polars, Lance, Parquet's async reader), with its middleware,
+//!   retries, metrics and key handling intact;
+//! - [`ObjectStoreBackend`] ([`Store::from_object_store`]): any `ObjectStore` as a
+//!   cloudstore [`Backend`](crate::Backend), under the `Store` API and the conformance
+//!   suite.
 //!
 //! ```no_run
 //! # fn main() -> cloudstore::Result<()> {
@@ -11,7 +16,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! How the two models meet:
+//! How the two models meet in [`StoreObjectStore`]:
 //!
 //! - Paths and keys: an object_store [`Path`](object_store::path::Path) is used as the key, byte for byte (it is
 //!   never percent-decoded). Keys that a `Path` cannot hold (empty or `.`/`..` segments,
@@ -36,8 +41,10 @@
 //!   `NotModified`, `NotSupported`, `PermissionDenied`, `Unauthenticated`; everything
 //!   else is `Generic` with the cloudstore [`Error`] (and its kind) as the source.
 
+mod from_object_store;
 mod to_object_store;
 
+pub use from_object_store::ObjectStoreBackend;
 pub use to_object_store::StoreObjectStore;
 
 use std::sync::Arc;
