@@ -36,3 +36,6 @@ cargo test --all-features --all-targets -- "${heavy[@]}"
 cargo test --all-features --test reliability --test proxy_faults --test load -- \
     --nocapture seeded_fault_schedules through_a_faulty_network ten_thousand
 cargo test --all-features --doc
+# A Store under a real object_store consumer: the parquet crate reads a Parquet file
+# through Store::into_object_store() (interop/, a workspace member outside the root build).
+cargo run -p cloudstore-interop
