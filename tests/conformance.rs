@@ -14,13 +14,7 @@ use common::emulators::{azure_store, gcs_store, real_endpoints, s3_store, url_st
 /// sharing the directory also exercises concurrent use of one root.
 fn fs_root() -> &'static std::path::Path {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("conformance-fs-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("a temporary directory under target/")
-    })
-    .path()
+    common::emulators::shared_root(&ROOT, "conformance-fs-")
 }
 
 cloudstore::conformance_tests!(memory, || async {
@@ -96,13 +90,7 @@ cloudstore::conformance_tests!(object_store_local, || async {
 #[cfg(feature = "object-store")]
 fn object_store_root() -> &'static std::path::Path {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("conformance-object-store-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("a temporary directory under target/")
-    })
-    .path()
+    common::emulators::shared_root(&ROOT, "conformance-object-store-")
 }
 
 cloudstore::conformance_tests!(s3, || async { s3_store("s3") });

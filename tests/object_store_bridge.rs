@@ -41,13 +41,7 @@ use common::emulators::{azure_store, gcs_store, s3_store, url_store};
 /// One root for all fs tests of this run; each works under its own prefix.
 fn fs_root() -> &'static std::path::Path {
     static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("bridge-fs-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("a temporary directory under target/")
-    })
-    .path()
+    common::emulators::shared_root(&ROOT, "bridge-fs-")
 }
 
 fn memory_store() -> cloudstore::Result<Store> {

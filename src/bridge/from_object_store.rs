@@ -7,9 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    Attribute, AttributeValue, Attributes, ObjectStore, ObjectStoreExt, PutPayload,
-};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::backend::{Backend, Capabilities, ConditionalModes, GIB, MIB, checks, listing};
 use crate::error::{Error, ErrorKind, Op, Result};
@@ -268,17 +266,10 @@ impl ObjectStoreBackend {
 
     fn attributes(&self, op: Op, key: &Key, opts: &PutOptions) -> Result<Attributes> {
         checks::check_attributes(NAME, op, key, &self.caps, opts)?;
-        let mut attributes = Attributes::new();
-        if let Some(ct) = &opts.content_type {
-            attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
-        }
-        for (name, value) in &opts.metadata {
-            attributes.insert(
-                Attribute::Metadata(name.clone().into()),
-                AttributeValue::from(value.clone()),
-            );
-        }
-        Ok(attributes)
+        Ok(super::to_attributes(
+            opts.content_type.as_ref(),
+            &opts.metadata,
+        ))
     }
 
     /// The object's metadata and attributes (a GET without a body).
@@ -382,28 +373,21 @@ fn from_os(op: Op, key: &str, e: object_store::Error) -> Error {
     }
 }
 
+/// An object's metadata; of its attributes, the content type and user metadata (a
+/// `Store` has no place for the others a wrapped store may return).
 fn meta_of(key: Key, meta: &object_store::ObjectMeta, attributes: &Attributes) -> ObjectMeta {
-    let mut out = ObjectMeta {
+    let (content_type, metadata, _) = super::from_attributes(attributes);
+    ObjectMeta {
         key,
         size: meta.size,
         etag: meta.e_tag.clone(),
         last_modified: SystemTime::from(meta.last_modified),
         version: meta.version.clone(),
-        content_type: None,
-        metadata: Metadata::new(),
+        content_type,
+        metadata,
         crc32c: None,
         source_etag: None,
-    };
-    for (attribute, value) in attributes {
-        match attribute {
-            Attribute::ContentType => out.content_type = Some(value.to_string()),
-            Attribute::Metadata(name) => {
-                out.metadata.insert(name.to_string(), value.to_string());
-            }
-            _ => {}
-        }
     }
-    out
 }
 
 fn os_payload(data: Payload) -> PutPayload {

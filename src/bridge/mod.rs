@@ -49,7 +49,10 @@ pub use to_object_store::StoreObjectStore;
 
 use std::sync::Arc;
 
+use object_store::{Attribute, AttributeValue, Attributes};
+
 use crate::error::{Error, ErrorKind};
+use crate::object::Metadata;
 use crate::store::Store;
 
 /// The name object_store's errors give this bridge.
@@ -81,4 +84,35 @@ pub(crate) fn to_os_error(e: Error) -> object_store::Error {
             source,
         },
     }
+}
+
+/// A content type and user metadata as object_store attributes.
+fn to_attributes(content_type: Option<&String>, metadata: &Metadata) -> Attributes {
+    let mut attributes = Attributes::new();
+    if let Some(ct) = content_type {
+        attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
+    }
+    for (name, value) in metadata {
+        attributes.insert(
+            Attribute::Metadata(name.clone().into()),
+            AttributeValue::from(value.clone()),
+        );
+    }
+    attributes
+}
+
+/// The content type and user metadata among object_store attributes, and the first
+/// attribute that is neither (cloudstore has no place for it).
+fn from_attributes(attributes: &Attributes) -> (Option<String>, Metadata, Option<&Attribute>) {
+    let (mut content_type, mut metadata, mut other) = (None, Metadata::new(), None);
+    for (attribute, value) in attributes {
+        match attribute {
+            Attribute::ContentType => content_type = Some(value.to_string()),
+            Attribute::Metadata(name) => {
+                metadata.insert(name.to_string(), value.to_string());
+            }
+            a => other = other.or(Some(a)),
+        }
+    }
+    (content_type, metadata, other)
 }

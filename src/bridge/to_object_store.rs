@@ -10,12 +10,12 @@ use object_store::list::{PaginatedListOptions, PaginatedListResult, PaginatedLis
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, CopyOptions, GetResultPayload, ListResult, MultipartId,
-    MultipartUpload, ObjectStore, PutMultipartOptions, PutPayload, PutResult, UploadPart,
+    Attributes, CopyOptions, GetResultPayload, ListResult, MultipartId, MultipartUpload,
+    ObjectStore, PutMultipartOptions, PutPayload, PutResult, UploadPart,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{STORE, to_os_error};
+use super::{STORE, from_attributes, to_attributes, to_os_error};
 use crate::object::{
     ByteRange, CopyMode, GetOptions, ListRequest, ObjectMeta, PartInfo, PartNumber, Payload,
     PutMode, PutOptions, UploadId,
@@ -47,17 +47,14 @@ impl StoreObjectStore {
     /// Write options from object_store's attributes; attributes cloudstore has no place
     /// for are refused, never dropped.
     fn put_options(&self, attributes: &Attributes) -> OsResult<PutOptions> {
-        let mut opts = PutOptions::default();
-        for (attribute, value) in attributes {
-            match attribute {
-                Attribute::ContentType => opts.content_type = Some(value.to_string()),
-                Attribute::Metadata(name) => {
-                    opts.metadata.insert(name.to_string(), value.to_string());
-                }
-                other => return Err(not_implemented(format!("the attribute {other:?}"))),
-            }
+        match from_attributes(attributes) {
+            (_, _, Some(other)) => Err(not_implemented(format!("the attribute {other:?}"))),
+            (content_type, metadata, None) => Ok(PutOptions {
+                content_type,
+                metadata,
+                ..Default::default()
+            }),
         }
-        Ok(opts)
     }
 
     /// object_store's write condition as cloudstore's, where the backend holds it
@@ -156,17 +153,7 @@ fn meta_at(location: Path, meta: &ObjectMeta) -> object_store::ObjectMeta {
 }
 
 fn attributes_of(meta: &ObjectMeta) -> Attributes {
-    let mut attributes = Attributes::new();
-    if let Some(ct) = &meta.content_type {
-        attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
-    }
-    for (name, value) in &meta.metadata {
-        attributes.insert(
-            Attribute::Metadata(name.clone().into()),
-            AttributeValue::from(value.clone()),
-        );
-    }
-    attributes
+    to_attributes(meta.content_type.as_ref(), &meta.metadata)
 }
 
 fn payload(data: PutPayload) -> Payload {

@@ -1,7 +1,24 @@
 //! The stores of every backend as the tests get them: from a URL, with each emulator's
 //! gaps declared (the conformance suite and the object_store bridge's suite share them).
 
+use std::sync::OnceLock;
+
 use cloudstore::{Store, StoreOptions};
+
+/// A temporary directory under `target/` made once per test binary in `cell` (its cases
+/// share it, each under its own prefix, which also exercises concurrent use of one root).
+pub fn shared_root(
+    cell: &'static OnceLock<tempfile::TempDir>,
+    prefix: &str,
+) -> &'static std::path::Path {
+    cell.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("a temporary directory under target/")
+    })
+    .path()
+}
 
 /// A store from a URL, as users get it, with the emulator's gaps declared on top.
 pub fn url_store(gaps: &str, url: &str, options: &StoreOptions) -> cloudstore::Result<Store> {
