@@ -349,6 +349,29 @@ impl Payload {
         self.chunks
     }
 
+    /// The bytes `range` of the payload as slices of its chunks, without copying.
+    /// Bytes past the end are not there: the slices then cover less than asked.
+    pub fn slice(&self, range: Range<u64>) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if range.is_empty() {
+            return out;
+        }
+        let mut at = 0u64;
+        for c in &self.chunks {
+            let end = at + c.len() as u64;
+            if end > range.start && at < range.end {
+                let from = range.start.saturating_sub(at) as usize;
+                let to = (range.end.min(end) - at) as usize;
+                out.push(c.slice(from..to));
+            }
+            at = end;
+            if at >= range.end {
+                break;
+            }
+        }
+        out
+    }
+
     /// One contiguous buffer (copies only if there is more than one chunk).
     pub fn into_bytes(self) -> Bytes {
         match self.chunks.len() {
@@ -673,6 +696,24 @@ pub enum PresignMethod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_slices_cover_any_range_of_its_chunks() {
+        let chunks: Vec<Bytes> = ["abc", "", "defg", "h", "ijklmn"]
+            .iter()
+            .map(|c| Bytes::from_static(c.as_bytes()))
+            .collect();
+        let p = Payload::from(chunks);
+        let all = "abcdefghijklmn";
+        for start in 0..=all.len() as u64 {
+            for end in start..=all.len() as u64 + 2 {
+                let got: Vec<u8> = p.slice(start..end).concat();
+                let want = &all.as_bytes()[start as usize..(end as usize).min(all.len())];
+                assert_eq!(got, want, "{start}..{end}");
+                assert!(p.slice(start..end).iter().all(|c| !c.is_empty()));
+            }
+        }
+    }
 
     #[test]
     fn ranges_resolve_like_http() {

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 
 use super::checks::{
@@ -52,7 +51,9 @@ struct Inner {
 
 #[derive(Clone)]
 struct Stored {
-    data: Bytes,
+    /// The bytes as they were written, chunk by chunk: a multipart upload's parts are
+    /// kept, not copied into one buffer.
+    data: Payload,
     meta: ObjectMeta,
 }
 
@@ -115,10 +116,10 @@ impl MemoryBackend {
     }
 
     /// Stores `data` under `key` if `mode` allows, atomically with the check.
-    fn commit(&self, op: Op, key: &Key, data: Bytes, opts: &PutOptions) -> Result<ObjectMeta> {
+    fn commit(&self, op: Op, key: &Key, data: Payload, opts: &PutOptions) -> Result<ObjectMeta> {
         let meta = ObjectMeta {
             key: key.clone(),
-            size: data.len() as u64,
+            size: data.len(),
             etag: Some(next_etag()),
             last_modified: SystemTime::now(),
             version: None,
@@ -156,7 +157,7 @@ impl Backend for MemoryBackend {
         check_attributes(NAME, Op::Put, key, caps, opts)?;
         check_object_size(NAME, Op::Put, key, caps, data.len())?;
         check_key(NAME, Op::Put, key, caps)?;
-        self.commit(Op::Put, key, data.into_bytes(), opts)
+        self.commit(Op::Put, key, data, opts)
     }
 
     async fn get(&self, key: &Key, opts: &GetOptions) -> Result<GetResult> {
@@ -167,11 +168,11 @@ impl Backend for MemoryBackend {
             .ok_or_else(|| Error::not_found(Op::Get, NAME, key.as_str()))?;
         check_get_conditions(NAME, key, opts, &stored.meta)?;
         let range = resolve_range(NAME, key, opts, stored.meta.size)?;
-        let body = stored.data.slice(range.start as usize..range.end as usize);
+        let body = stored.data.slice(range.clone());
         Ok(GetResult {
             meta: stored.meta,
             range,
-            body: futures::stream::once(async move { Ok(body) }).boxed(),
+            body: futures::stream::iter(body.into_iter().map(Ok)).boxed(),
         })
     }
 
@@ -326,7 +327,7 @@ impl Backend for MemoryBackend {
             opts.metadata.extend(extra_metadata.clone());
             (payload, opts)
         };
-        let meta = self.commit(Op::CompleteMultipart, key, payload.into_bytes(), &opts)?;
+        let meta = self.commit(Op::CompleteMultipart, key, payload, &opts)?;
         self.uploads().remove(upload);
         Ok(meta)
     }
