@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::path_of;
 use crate::backend::{Backend, Capabilities, ConditionalModes, GIB, MIB, checks, listing};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -202,10 +203,9 @@ impl ObjectStoreBackend {
     /// `Unsupported` if that is why (an object at a parent of `key`, or keys below it).
     async fn check_no_conflict(&self, key: &Key) -> Result<()> {
         let k = key.as_str();
-        let mut parents = k.match_indices('/').map(|(i, _)| &k[..i]);
         let mut conflict = false;
-        for parent in parents.by_ref() {
-            if let Ok(p) = Path::parse(parent)
+        for parent in k.match_indices('/').map(|(i, _)| &k[..i]) {
+            if let Some(p) = path_of(parent)
                 && self.inner.head(&p).await.is_ok()
             {
                 conflict = true;
@@ -252,16 +252,15 @@ impl ObjectStoreBackend {
             )
             .with_key(k));
         }
-        match Path::parse(k) {
-            Ok(p) if p.as_ref() == k => Ok(p),
-            _ => Err(Error::invalid_input(
+        path_of(k).ok_or_else(|| {
+            Error::invalid_input(
                 op,
                 NAME,
                 "object_store's Path cannot name this key (empty or dot segments, a leading \
                  or trailing '/', or control characters)",
             )
-            .with_key(k)),
-        }
+            .with_key(k)
+        })
     }
 
     fn attributes(&self, op: Op, key: &Key, opts: &PutOptions) -> Result<Attributes> {
@@ -498,10 +497,10 @@ impl Backend for ObjectStoreBackend {
         // object_store lists by directory: the prefix's directory, filtered to the prefix.
         let dir = req.prefix.rfind('/').map(|i| &req.prefix[..i]);
         let dir = match dir {
-            Some(d) if !d.is_empty() => match Path::parse(d) {
-                Ok(p) if p.as_ref() == d => Some(p),
+            Some(d) if !d.is_empty() => match path_of(d) {
+                Some(p) => Some(p),
                 // No Path names that directory, so no key below it can be listed.
-                _ => return Ok(ListPage::default()),
+                None => return Ok(ListPage::default()),
             },
             _ => None,
         };

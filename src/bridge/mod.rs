@@ -86,6 +86,15 @@ pub(crate) fn to_os_error(e: Error) -> object_store::Error {
     }
 }
 
+/// The object_store path of a key, when it has one: `Path::parse` keeps the text, and
+/// refuses empty and dot segments and control characters; a leading or trailing `/`,
+/// which it would strip, is refused here too.
+fn path_of(key: &str) -> Option<object_store::path::Path> {
+    object_store::path::Path::parse(key)
+        .ok()
+        .filter(|p| p.as_ref() == key)
+}
+
 /// A content type and user metadata as object_store attributes.
 fn to_attributes(content_type: Option<&String>, metadata: &Metadata) -> Attributes {
     let mut attributes = Attributes::new();

@@ -15,7 +15,7 @@ use object_store::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{STORE, from_attributes, to_attributes, to_os_error};
+use super::{STORE, from_attributes, path_of, to_attributes, to_os_error};
 use crate::object::{
     ByteRange, CopyMode, GetOptions, ListRequest, ObjectMeta, PartInfo, PartNumber, Payload,
     PutMode, PutOptions, UploadId,
@@ -118,13 +118,6 @@ fn dir_prefix(prefix: Option<&Path>) -> Option<String> {
     prefix
         .filter(|p| !p.as_ref().is_empty())
         .map(|p| format!("{}/", p.as_ref()))
-}
-
-/// The object_store path of a key, when it has one: `Path::parse` keeps the text, and
-/// refuses empty and dot segments and control characters; a leading or trailing `/`,
-/// which it would strip, is refused here too.
-fn path_of(key: &str) -> Option<Path> {
-    Path::parse(key).ok().filter(|p| p.as_ref() == key)
 }
 
 /// A listed object as object_store's, or `None` (with a warning) for a key no `Path` can

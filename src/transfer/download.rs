@@ -173,7 +173,6 @@ struct WriteAt {
     total: u64,
     parts: Arc<AtomicU64>,
     progress: Option<ProgressFn>,
-    backend: &'static str,
 }
 
 impl WriteAt {
@@ -196,8 +195,8 @@ impl WriteAt {
             Ok(())
         })
         .await
-        .map_err(|e| Error::new(ErrorKind::Other, Op::Get, self.backend, e.to_string()))?
-        .map_err(|e| Error::from_io(Op::Get, self.backend, e))?;
+        .map_err(|e| Error::new(ErrorKind::Other, Op::Get, "cloudstore", e.to_string()))?
+        .map_err(|e| Error::from_io(Op::Get, "cloudstore", e))?;
         self.at += len;
         let bytes = self.done.fetch_add(len, Ordering::Relaxed) + len;
         if let Some(p) = &self.progress {
@@ -411,7 +410,6 @@ impl Store {
                     total: meta.size,
                     parts: parts.clone(),
                     progress: progress.clone(),
-                    backend: "cloudstore",
                 };
                 crate::observe::traced(range, async move {
                     let offset = r.start;
