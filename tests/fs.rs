@@ -573,3 +573,96 @@ async fn a_directory_larger_than_a_page_lists_every_key_once_in_order() {
         .collect();
     assert_eq!(keys, tail);
 }
+
+/// Parts that fit the upload's slot are written in place in one data file, the others
+/// staged on their own; whichever way a part was stored, completion gives exactly the
+/// parts it lists, refuses a replaced version, and leaves no staging behind.
+#[tokio::test]
+async fn multipart_parts_in_place_staged_and_replaced_complete_exactly() {
+    const MIB: usize = 1 << 20;
+    let f = fixture();
+    let s = &f.store;
+    let fill = |b: u8, len: usize| Bytes::from(vec![b; len]);
+    let body = |parts: &[(u8, usize)]| -> Vec<u8> {
+        parts.iter().flat_map(|&(b, n)| vec![b; n]).collect()
+    };
+    let complete = |key: &'static str, id: UploadId, mut parts: Vec<cloudstore::PartInfo>| async move {
+        parts.sort_by_key(|p| p.number);
+        s.complete_multipart(key, &id, &parts, &PutMode::Overwrite)
+            .await
+    };
+
+    // Out of order, all full but the last: the data file becomes the object.
+    let id = s
+        .create_multipart("a", &PutOptions::default())
+        .await
+        .unwrap();
+    let mut parts = Vec::new();
+    for (n, len) in [(2u32, 5 * MIB), (3, 7), (1, 5 * MIB)] {
+        parts.push(s.put_part("a", &id, n, fill(n as u8, len)).await.unwrap());
+    }
+    let meta = complete("a", id.clone(), parts).await.unwrap();
+    let want = body(&[(1, 5 * MIB), (2, 5 * MIB), (3, 7)]);
+    assert_eq!(meta.size, want.len() as u64);
+    assert_eq!(s.get("a").await.unwrap().bytes().await.unwrap(), want);
+    // A part sent after completion finds no upload, and changes nothing.
+    let late = s.put_part("a", &id, 4, fill(4, 10)).await.unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::NotFound, "{late}");
+    assert_eq!(s.get("a").await.unwrap().bytes().await.unwrap(), want);
+
+    // A part replaced in place: the old version is refused, the new one completes.
+    let id = s
+        .create_multipart("b", &PutOptions::default())
+        .await
+        .unwrap();
+    let old = s.put_part("b", &id, 1, fill(1, 5 * MIB)).await.unwrap();
+    let last = s.put_part("b", &id, 2, fill(2, 10)).await.unwrap();
+    let new = s.put_part("b", &id, 1, fill(9, 5 * MIB)).await.unwrap();
+    let e = complete("b", id.clone(), vec![old, last.clone()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    complete("b", id, vec![new, last]).await.unwrap();
+    let got = s.get("b").await.unwrap().bytes().await.unwrap();
+    assert_eq!(got, body(&[(9, 5 * MIB), (2, 10)]));
+
+    // A part larger than the slot is staged; with a gap in the numbers the parts are
+    // assembled into a new file, each from where it was stored.
+    let id = s
+        .create_multipart("c", &PutOptions::default())
+        .await
+        .unwrap();
+    let mut parts = Vec::new();
+    for (n, len) in [(1u32, 5 * MIB), (3, 6 * MIB), (4, 1)] {
+        parts.push(s.put_part("c", &id, n, fill(n as u8, len)).await.unwrap());
+    }
+    complete("c", id, parts).await.unwrap();
+    let got = s.get("c").await.unwrap().bytes().await.unwrap();
+    assert_eq!(got, body(&[(1, 5 * MIB), (3, 6 * MIB), (4, 1)]));
+
+    // A completion refused by its condition leaves the upload whole for another try.
+    let id = s
+        .create_multipart("a", &PutOptions::default())
+        .await
+        .unwrap();
+    let mut parts = Vec::new();
+    for (n, len) in [(1u32, 5 * MIB), (2, 3)] {
+        parts.push(s.put_part("a", &id, n, fill(7, len)).await.unwrap());
+    }
+    let e = s
+        .complete_multipart("a", &id, &parts, &PutMode::Create)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(s.get("a").await.unwrap().bytes().await.unwrap(), want);
+    s.complete_multipart("a", &id, &parts, &PutMode::Overwrite)
+        .await
+        .unwrap();
+    let got = s.get("a").await.unwrap().bytes().await.unwrap();
+    assert_eq!(got, vec![7u8; 5 * MIB + 3]);
+
+    let staging = f.root.join(".cloudstore/uploads");
+    assert!(tree(&staging).is_empty(), "{:?}", tree(&staging));
+    assert!(tree(&f.root.join(".cloudstore/tmp")).is_empty());
+    assert_outside_untouched(&f);
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::{BoxError, CONCURRENCY, R, Target, part_size};
 
@@ -466,15 +466,11 @@ impl Runner {
                     total += chunk.len() as u64;
                 }
             }
+            // Owned chunks, as the peers' rows take them (no copy into a buffer).
             Runner::Cloudstore(store) => {
-                let mut reader = store.reader(&key).await?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = reader.read(&mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    total += n as u64;
+                let mut body = store.reader(&key).await?.into_stream();
+                while let Some(chunk) = body.try_next().await? {
+                    total += chunk.len() as u64;
                 }
             }
             Runner::ObjectStore(store) if case.client == Client::ObjectStoreDefaults => {

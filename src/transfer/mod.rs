@@ -49,7 +49,7 @@ use crate::backend::{Backend, Capabilities, MIB};
 mod checksum;
 mod download;
 mod file;
-mod pool;
+pub(crate) mod pool;
 mod upload;
 
 pub(crate) use checksum::declared;

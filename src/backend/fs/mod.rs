@@ -48,14 +48,13 @@
 //! returns nothing. Multipart uploads follow S3's limits by default, like the memory backend.
 
 use std::fs;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 
 use super::checks::{
@@ -72,8 +71,10 @@ use crate::object::{
 
 mod layout;
 mod names;
+mod staging;
 mod walk;
 
+use crate::transfer::pool::Buffers;
 use layout::{
     Attributes, Layout, Sidecar, Stripes, TempFile, etag_of, link_refused, no_upload, open_regular,
 };
@@ -85,6 +86,8 @@ pub const STATE_DIR: &str = ".cloudstore";
 /// the metadata sidecar adds a suffix).
 pub const MAX_SEGMENT_LEN: usize = 250;
 const READ_CHUNK: usize = 1 << 20;
+/// Free read buffers kept while bodies are being read.
+const READ_BUFFERS: usize = 32 * READ_CHUNK;
 /// How often a write retries placing its file when a concurrent delete removed the
 /// (empty) parent directory in between.
 const PLACE_ATTEMPTS: usize = 8;
@@ -99,6 +102,9 @@ struct Inner {
     layout: Layout,
     caps: Capabilities,
     stripes: Arc<Stripes>,
+    /// Read buffers handed out as chunks of bodies come back here to be filled again,
+    /// instead of each chunk faulting in fresh pages.
+    buffers: Arc<Buffers>,
 }
 
 impl std::fmt::Debug for FsBackend {
@@ -148,6 +154,7 @@ impl FsBackend {
                 stripes: Stripes::for_root(&layout.root),
                 layout,
                 caps: fs_capabilities(Capabilities::s3_like()),
+                buffers: Arc::new(Buffers::new(READ_BUFFERS)),
             }),
         })
     }
@@ -170,6 +177,7 @@ impl FsBackend {
             layout: self.inner.layout.clone(),
             caps: self.inner.caps.clone(),
             stripes: self.inner.stripes.clone(),
+            buffers: self.inner.buffers.clone(),
         };
         f(&mut inner);
         FsBackend {
@@ -491,7 +499,7 @@ impl Inner {
 
     fn read_manifest(&self, op: Op, key: &Key, id: &UploadId) -> Result<(PathBuf, UploadManifest)> {
         let dir = self.layout.upload_dir(op, key, id)?;
-        let file = match open_regular(&dir.join("upload.json")) {
+        let file = match open_regular(&dir.join(staging::MANIFEST)) {
             Ok((f, _)) => f,
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound) => {
                 return Err(no_upload(op, key, id));
@@ -566,9 +574,13 @@ impl Backend for FsBackend {
         let range = resolve_range(NAME, key, opts, meta.size)?;
         let file = Arc::new(file);
         let key_s = key.as_str().to_string();
+        let buffers = self.inner.buffers.clone();
+        let lease = buffers.lease();
         let body = futures::stream::try_unfold(range.clone(), move |r| {
             let file = file.clone();
             let key_s = key_s.clone();
+            let buffers = buffers.clone();
+            let _lease = &lease;
             async move {
                 if r.start >= r.end {
                     return Ok(None);
@@ -576,9 +588,18 @@ impl Backend for FsBackend {
                 let len = ((r.end - r.start) as usize).min(READ_CHUNK);
                 let start = r.start;
                 let chunk = tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-                    let mut buf = BytesMut::zeroed(len);
-                    file.read_exact_at(&mut buf, start)?;
-                    Ok(buf.freeze())
+                    // Read into fresh capacity: no zeroing of a buffer about to be filled.
+                    let mut f = &*file;
+                    f.seek(io::SeekFrom::Start(start))?;
+                    let mut buf = buffers.take(len);
+                    f.take(len as u64).read_to_end(&mut buf)?;
+                    if buf.len() < len {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the file was truncated while being read",
+                        ));
+                    }
+                    Ok(buffers.freeze(buf))
                 })
                 .await
                 .map_err(|e| {
@@ -729,7 +750,8 @@ impl Backend for FsBackend {
             let tmp = layout.write_temp(op, k.as_str(), &[Bytes::from(raw)])?;
             let io_err = io_error(op, &k);
             fs::create_dir(&dir).map_err(&io_err)?;
-            fs::rename(&tmp.path, dir.join("upload.json")).map_err(&io_err)?;
+            staging::prepare(&dir).map_err(&io_err)?;
+            fs::rename(&tmp.path, dir.join(staging::MANIFEST)).map_err(&io_err)?;
             Ok(id)
         })
         .await
@@ -747,22 +769,13 @@ impl Backend for FsBackend {
         let (k, upload) = (key.clone(), upload.clone());
         self.blocking(op, key.as_str(), move |inner| {
             let (dir, _) = inner.read_manifest(op, &k, &upload)?;
-            let tmp = inner.layout.write_temp(op, k.as_str(), data.chunks())?;
-            let m = fs::symlink_metadata(&tmp.path).map_err(io_error(op, &k))?;
-            let dest = dir.join(format!("part-{:05}", part.get()));
-            match fs::rename(&tmp.path, &dest) {
-                Ok(()) => {}
-                // Aborted meanwhile: the staging directory is gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(no_upload(op, &k, &upload));
-                }
-                Err(e) => return Err(Error::from_io(op, NAME, e).with_key(k.as_str())),
+            let gone = || no_upload(op, &k, &upload);
+            let max = inner.caps.max_object_size.unwrap_or(u64::MAX);
+            let layout = &inner.layout;
+            match staging::write_in_place(layout, &k, &dir, part, &data, max, gone)? {
+                Some(info) => Ok(info),
+                None => staging::write_staged(layout, &k, &dir, part, &data, gone),
             }
-            Ok(PartInfo {
-                number: part,
-                etag: etag_of(&m),
-                size: m.len(),
-            })
         })
         .await
     }
@@ -786,50 +799,20 @@ impl Backend for FsBackend {
         let extra = extra_metadata.clone();
         self.blocking(op, key.as_str(), move |inner| {
             let (dir, manifest) = inner.read_manifest(op, &k, &upload)?;
-            let io_err = io_error(op, &k);
-            let tmp = TempFile::new(inner.layout.state("tmp"));
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp.path)
-                .map_err(&io_err)?;
-            for p in &parts {
-                let path = dir.join(format!("part-{:05}", p.number.get()));
-                let (mut f, m) = match open_regular(&path) {
-                    Ok(v) => v,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        return Err(Error::invalid_input(
-                            op,
-                            NAME,
-                            format!("part {} was never uploaded", p.number),
-                        )
-                        .with_key(k.as_str()));
-                    }
-                    Err(e) => return Err(io_err(e)),
-                };
-                if etag_of(&m) != p.etag || m.len() != p.size {
-                    return Err(Error::invalid_input(
-                        op,
-                        NAME,
-                        format!(
-                            "part {} does not match the uploaded part (etag or size differ)",
-                            p.number
-                        ),
-                    )
-                    .with_key(k.as_str()));
-                }
-                io::copy(&mut f, &mut out).map_err(&io_err)?;
-            }
-            if inner.layout.fsync {
-                out.sync_all().map_err(&io_err)?;
-            }
-            drop(out);
+            let assembled = staging::assemble(&inner.layout, &k, &dir, &parts)?;
             let meta = {
                 let mut metadata = manifest.metadata;
                 metadata.extend(extra);
-                inner.commit(op, &k, tmp, &mode, manifest.content_type, metadata)?
+                inner.commit(
+                    op,
+                    &k,
+                    assembled.file,
+                    &mode,
+                    manifest.content_type,
+                    metadata,
+                )?
             };
-            let _ = fs::remove_dir_all(&dir);
+            staging::remove(&dir);
             Ok(meta)
         })
         .await
@@ -869,7 +852,7 @@ impl Backend for FsBackend {
             let entries = fs::read_dir(&uploads).map_err(|e| Error::from_io(op, NAME, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| Error::from_io(op, NAME, e))?;
-                let Ok((f, _)) = open_regular(&entry.path().join("upload.json")) else {
+                let Ok((f, _)) = open_regular(&entry.path().join(staging::MANIFEST)) else {
                     continue;
                 };
                 let Ok(m) = serde_json::from_reader::<_, UploadManifest>(io::BufReader::new(f))
