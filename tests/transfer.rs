@@ -35,6 +35,7 @@ fn config(part: u64, concurrency: usize) -> TransferConfig {
         attempts: 3,
         backoff: std::time::Duration::from_millis(1),
         checksum: true,
+        adapt_to_latency: true,
     }
 }
 
@@ -757,4 +758,79 @@ async fn stream_uploads_take_a_size_hint_and_report_progress() {
     assert_eq!((p.bytes, p.total), (10_000, Some(10_000)));
     assert_eq!(hooks.part_calls.load(Ordering::SeqCst), 10);
     assert_eq!(store.get_bytes("hinted-stream").await.unwrap(), body);
+}
+
+/// Over a long round trip the engine sends the parts and ranges after the first in
+/// smaller pieces, more of them in flight, within the same memory; over a short one, or
+/// with `adapt_to_latency` off, it does not. (Tokio's clock is paused: the round trips
+/// cost no wall time.)
+#[tokio::test(start_paused = true)]
+async fn a_long_round_trip_splits_parts_and_ranges_within_the_same_memory() {
+    const MIB: u64 = 1 << 20;
+    let caps = Capabilities {
+        min_part_size: MIB,
+        ..Capabilities::s3_like()
+    };
+    // Part 1 of 8 MiB, then 6 more MiB-multiples, and a tail.
+    let body = data((32 * MIB + 100) as usize, 41);
+    for (latency_ms, adapt, split) in [(160u64, true, true), (10, true, false), (160, false, false)]
+    {
+        let cfg = TransferConfig {
+            adapt_to_latency: adapt,
+            ..config(8 * MIB, 2)
+        };
+        let (store, hooks) = hooked(caps.clone(), cfg);
+        *hooks.latency.lock().unwrap() = Some(std::time::Duration::from_millis(latency_ms));
+        let what = format!("{latency_ms} ms, adapt {adapt}");
+
+        let mut up = store.writer("obj", &PutOptions::default()).unwrap();
+        up.write_all(&body).await.unwrap();
+        up.finish().await.unwrap();
+        let sizes = hooks.part_sizes.lock().unwrap().clone();
+        let (later, tail) = (4 * MIB, 100);
+        let want: Vec<u64> = if split {
+            std::iter::once(8 * MIB)
+                .chain(std::iter::repeat_n(later, 6))
+                .chain([tail])
+                .collect()
+        } else {
+            vec![8 * MIB, 8 * MIB, 8 * MIB, 8 * MIB, tail]
+        };
+        let mut got = sizes.clone();
+        got.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(got, want, "{what}: part sizes");
+        let in_flight = hooks.max_in_flight.load(Ordering::SeqCst);
+        if split {
+            assert!(
+                in_flight > 2 && in_flight <= 4,
+                "{what}: {in_flight} in flight"
+            );
+        } else {
+            assert!(in_flight <= 2, "{what}: {in_flight} in flight");
+        }
+
+        hooks.served.lock().unwrap().clear();
+        let mut read = Vec::new();
+        store
+            .reader("obj")
+            .await
+            .unwrap()
+            .read_to_end(&mut read)
+            .await
+            .unwrap();
+        assert!(read == body, "{what}: the bytes read back differ");
+        let served: Vec<u64> = hooks
+            .served
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.end - r.start)
+            .collect();
+        let step = if split { 4 * MIB } else { 8 * MIB };
+        assert_eq!(served[0], 8 * MIB, "{what}: the opening range");
+        assert!(
+            served[1..served.len() - 1].iter().all(|&n| n == step),
+            "{what}: ranges {served:?}"
+        );
+    }
 }

@@ -251,6 +251,8 @@ struct Opened {
     first: Option<GetResult>,
     cfg: super::TransferConfig,
     check: Option<Expected>,
+    /// How long the opening request took to answer.
+    latency: std::time::Duration,
 }
 
 /// A range to fetch: its bytes, the answer already open for it (the first range), and
@@ -289,7 +291,10 @@ impl Store {
             range: Some(ByteRange::Bounded(0..cfg.part_size.max(1))),
             ..Default::default()
         };
-        let (meta, first) = match self.backend().get(&k, &opts).await {
+        let started = tokio::time::Instant::now();
+        let opening = self.backend().get(&k, &opts).await;
+        let latency = started.elapsed();
+        let (meta, first) = match opening {
             Ok(res) => (res.meta.clone(), Some(res)),
             Err(e) if e.kind() == ErrorKind::InvalidInput => {
                 let meta = self
@@ -315,6 +320,7 @@ impl Store {
             first,
             cfg,
             check,
+            latency,
         })
     }
 
@@ -368,6 +374,7 @@ impl Store {
             first,
             cfg,
             check,
+            ..
         } = opened;
         let dir = path
             .parent()
@@ -462,8 +469,21 @@ impl Store {
             first,
             cfg,
             check,
+            latency,
         } = opened;
-        let plan = plan(&span, first, first_span, meta.size, |_| cfg.part_size);
+        // Over a long round trip, more and smaller ranges in flight: the same read-ahead.
+        let split = cfg.split_for(latency);
+        let range = cfg.range_size(split);
+        let in_flight = cfg.concurrency.max(1) * (cfg.part_size.max(1) / range) as usize;
+        if split > 1 {
+            tracing::debug!(
+                latency_ms = latency.as_millis() as u64,
+                range,
+                in_flight,
+                "long round trip: reading in smaller ranges, more in flight"
+            );
+        }
+        let plan = plan(&span, first, first_span, meta.size, |_| range);
         let store = self.clone();
         let etag = meta.etag.clone();
         let fetches = futures::stream::iter(plan)
@@ -476,7 +496,7 @@ impl Store {
                         .map(|()| sink.0)
                 })
             })
-            .buffered(cfg.concurrency.max(1))
+            .buffered(in_flight)
             .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
             .try_flatten();
         let verify_meta = meta.clone();

@@ -80,7 +80,27 @@ pub struct TransferConfig {
     pub backoff: Duration,
     /// Compute, store and verify a CRC32C of each object.
     pub checksum: bool,
+    /// Split parts and ranges when the round trip is long (on by default). A request waits
+    /// a round trip for its answer, idle time that a connection capped by its TCP window
+    /// cannot make up; more, smaller requests in flight fill it. The first request of a
+    /// transfer (the opening GET of a read, the creation of a multipart upload) measures
+    /// the latency, and from [`SPLIT_LATENCY`] on, every later part or range of
+    /// `part_size` is sent as [`split_for`](TransferConfig::split_for) requests of
+    /// `part_size / k` each, with `k x concurrency` in flight: the same bytes in flight and
+    /// the same memory, split over more connections. Parts are never split below the
+    /// backend's minimum part size or 4 MiB, nor where the part limit could then no longer
+    /// hold the object. `download_file` is not split: its ranges stream to disk and are
+    /// sized for the whole file already.
+    pub adapt_to_latency: bool,
 }
+
+/// The first-request latency from which transfers split their parts and ranges (see
+/// [`TransferConfig::adapt_to_latency`]): a round trip of about 60 ms on a reused
+/// connection, or 30 ms on a new one (the handshake adds a round trip).
+pub const SPLIT_LATENCY: Duration = Duration::from_millis(60);
+
+/// Parts and ranges are not split below this size.
+const MIN_SPLIT_PART: u64 = 4 * MIB;
 
 impl Default for TransferConfig {
     fn default() -> Self {
@@ -92,6 +112,7 @@ impl Default for TransferConfig {
             attempts: 4,
             backoff: Duration::from_millis(100),
             checksum: true,
+            adapt_to_latency: true,
         }
     }
 }
@@ -139,6 +160,28 @@ impl Shared {
 }
 
 impl TransferConfig {
+    /// Into how many requests a part or range of `part_size` is split when a transfer's
+    /// first request took `latency`: 1 below [`SPLIT_LATENCY`], 2 below 200 ms, 3 below
+    /// 400 ms, else 4; always 1 when [`adapt_to_latency`](Self::adapt_to_latency) is off.
+    pub fn split_for(&self, latency: Duration) -> u64 {
+        if !self.adapt_to_latency || latency < SPLIT_LATENCY {
+            1
+        } else if latency < Duration::from_millis(200) {
+            2
+        } else if latency < Duration::from_millis(400) {
+            3
+        } else {
+            4
+        }
+    }
+
+    /// The size of each range a read asks for after its first, `k` ways split, not below
+    /// 4 MiB (and never above `part_size`).
+    pub(crate) fn range_size(&self, k: u64) -> u64 {
+        let part = self.part_size.max(1);
+        (part / k.max(1)).max(MIN_SPLIT_PART).min(part)
+    }
+
     /// Attempts the engine itself makes per part or range over `backend`.
     pub(crate) fn attempts_over(&self, backend: &dyn Backend) -> u32 {
         if backend.retries_requests() {
@@ -207,6 +250,10 @@ pub struct PartSizer {
     /// Parts per size step: the size doubles after every `step` parts (unknown size).
     step: u32,
     fixed: bool,
+    max_parts: u64,
+    /// What the part limit must hold: the object's size (known) or the largest object
+    /// aimed at (unknown).
+    target: u64,
 }
 
 impl PartSizer {
@@ -235,6 +282,8 @@ impl PartSizer {
                     max_part,
                     step: u32::MAX,
                     fixed: true,
+                    max_parts,
+                    target: size,
                 }
             }
             None => {
@@ -262,6 +311,8 @@ impl PartSizer {
                     max_part,
                     step: step.min(u32::MAX as u64) as u32,
                     fixed: false,
+                    max_parts,
+                    target,
                 }
             }
         }
@@ -279,6 +330,28 @@ impl PartSizer {
             size = size.saturating_mul(2).min(max_part);
         }
         total
+    }
+
+    /// The size of part `n` when parts are split `k` ways (see
+    /// [`TransferConfig::adapt_to_latency`]): `size_of(n) / k`, not below `min` bytes, where
+    /// the part limit still holds the object (a known size) or the largest object aimed at
+    /// (an unknown size, whose parts are split within the first size step only); else
+    /// `size_of(n)`.
+    pub fn split_size(&self, n: u32, k: u64, min: u64) -> u64 {
+        let whole = self.size_of(n);
+        let small = (whole / k.max(1)).max(min).max(MIN_SPLIT_PART);
+        if small >= whole {
+            return whole;
+        }
+        let holds = if self.fixed {
+            self.target.div_ceil(small) <= self.max_parts
+        } else {
+            let step = u64::from(self.step);
+            let full = Self::capacity(self.base, self.max_part, step, self.max_parts);
+            u64::from(n) <= step
+                && full.saturating_sub(step.saturating_mul(self.base - small)) >= self.target
+        };
+        if holds { small } else { whole }
     }
 
     /// The size of part `n` (from 1).
@@ -313,6 +386,32 @@ mod tests {
             max_object_size: Some(max_object),
             ..Capabilities::s3_like()
         }
+    }
+
+    #[test]
+    fn split_parts_never_break_the_part_limit() {
+        let s3 = Capabilities::s3_like();
+        // A known size that fits either way: split; one that 8 MiB parts cannot hold in
+        // 10,000 parts: whole.
+        let p = PartSizer::new(&s3, 16 * MIB, Some(GIB));
+        assert_eq!(p.split_size(2, 2, s3.min_part_size), 8 * MIB);
+        let big = 100_000 * MIB;
+        let p = PartSizer::new(&s3, 16 * MIB, Some(big));
+        assert_eq!(p.split_size(2, 2, s3.min_part_size), p.size_of(2));
+        assert!(p.size_of(2) * 10_000 >= big);
+        // Never below the minimum part size or 4 MiB.
+        let p = PartSizer::new(&s3, 8 * MIB, Some(GIB));
+        assert_eq!(p.split_size(2, 4, s3.min_part_size), s3.min_part_size);
+        assert_eq!(p.split_size(2, 4, MIB), 4 * MIB);
+        // Unknown size: split within the first size step only, and the part limit still
+        // holds the largest object.
+        let p = PartSizer::new(&s3, 16 * MIB, None);
+        assert_eq!(p.split_size(2, 2, s3.min_part_size), 8 * MIB);
+        let late = p.step + 1;
+        assert_eq!(p.split_size(late, 2, s3.min_part_size), p.size_of(late));
+        let full = PartSizer::capacity(p.base, p.max_part, p.step.into(), p.max_parts);
+        let lost = u64::from(p.step) * (p.base - 8 * MIB);
+        assert!(full - lost >= p.target);
     }
 
     #[test]

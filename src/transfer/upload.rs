@@ -58,6 +58,9 @@ struct Engine {
     closed: bool,
     /// The upload's operation span, parent of its parts and requests.
     span: tracing::Span,
+    /// Into how many requests parts after the first are split (see
+    /// [`TransferConfig::adapt_to_latency`](super::TransferConfig::adapt_to_latency)).
+    split: u64,
 }
 
 pub(super) fn units(bytes: u64, cap: u64) -> u32 {
@@ -94,6 +97,7 @@ impl Engine {
             bytes_done: Arc::default(),
             parts_done: Arc::default(),
             closed: false,
+            split: 1,
         }
     }
 
@@ -117,7 +121,9 @@ impl Engine {
     /// Reserves memory for the next part: this is where writers wait when the budget is
     /// spent (back-pressure).
     async fn reserve(&mut self) -> Result<()> {
-        let target = self.sizer().size_of(self.next_part);
+        let min = self.store.capabilities().min_part_size;
+        let (n, split) = (self.next_part, self.split);
+        let target = self.sizer().split_size(n, split, min);
         // The upload's own budget first: an upload waiting on its parts in flight holds
         // nothing of the budget other uploads share.
         let backend = self.store.backend_name();
@@ -183,12 +189,31 @@ impl Engine {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
+        let started = tokio::time::Instant::now();
         let id = self
             .store
             .backend()
             .create_multipart(&self.key, &self.opts)
             .await?;
         self.upload_id = Some(id.clone());
+        // Over a long round trip, later parts go smaller and more of them in flight, within
+        // the same memory budget.
+        let latency = started.elapsed();
+        let split = self.store.transfer().config.split_for(latency);
+        let min = self.store.capabilities().min_part_size;
+        let sizer = self.sizer();
+        let next = self.next_part.saturating_add(1);
+        if split > 1 && sizer.split_size(next, split, min) < sizer.size_of(next) {
+            let cfg = &self.store.transfer().config;
+            tracing::debug!(
+                latency_ms = latency.as_millis() as u64,
+                split,
+                "long round trip: smaller parts, more in flight"
+            );
+            self.split = split;
+            self.slots
+                .add_permits(cfg.concurrency.max(1) * (split as usize - 1));
+        }
         Ok(id)
     }
 

@@ -38,6 +38,19 @@ pub struct Hooks {
     pub gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// Report a wrong native checksum (as if the stored bytes had changed).
     pub corrupt_native: std::sync::atomic::AtomicBool,
+    /// Every read, multipart creation and part waits this long first (a round trip).
+    pub latency: Mutex<Option<std::time::Duration>>,
+    /// The size of every part uploaded, in the order they arrived.
+    pub part_sizes: Mutex<Vec<u64>>,
+}
+
+impl Hooks {
+    async fn wait_round_trip(&self) {
+        let latency = *self.latency.lock().unwrap();
+        if let Some(d) = latency {
+            tokio::time::sleep(d).await;
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +76,7 @@ impl Backend for Hooked {
         self.inner.put(key, data, opts).await
     }
     async fn get(&self, key: &Key, opts: &GetOptions) -> cloudstore::Result<GetResult> {
+        self.hooks.wait_round_trip().await;
         let n = self.hooks.gets.fetch_add(1, Ordering::SeqCst) + 1;
         let replace = *self.hooks.replace_on_get.lock().unwrap();
         if replace == Some(n) {
@@ -100,6 +114,7 @@ impl Backend for Hooked {
         self.inner.copy(from, to, mode).await
     }
     async fn create_multipart(&self, key: &Key, opts: &PutOptions) -> cloudstore::Result<UploadId> {
+        self.hooks.wait_round_trip().await;
         self.inner.create_multipart(key, opts).await
     }
     async fn put_part(
@@ -110,12 +125,14 @@ impl Backend for Hooked {
         data: Payload,
     ) -> cloudstore::Result<PartInfo> {
         self.hooks.part_calls.fetch_add(1, Ordering::SeqCst);
+        self.hooks.part_sizes.lock().unwrap().push(data.len());
         let now = self.hooks.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let gate = self.hooks.gate.lock().unwrap().clone();
         if let Some(g) = gate {
             let _ = g.acquire().await;
         }
         self.hooks.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        self.hooks.wait_round_trip().await;
         // Let other parts start, so that concurrency is observable.
         tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
