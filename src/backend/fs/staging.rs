@@ -23,6 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
@@ -122,6 +123,16 @@ fn lock_part(dir: &Path, number: u32) -> io::Result<File> {
     Ok(f)
 }
 
+/// The in-process gate of the upload whose directory is `dir` (one of a fixed set).
+fn write_gate(dir: &Path) -> &'static Mutex<()> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    const GATES: usize = 64;
+    static ALL: OnceLock<Vec<Mutex<()>>> = OnceLock::new();
+    let all = ALL.get_or_init(|| (0..GATES).map(|_| Mutex::new(())).collect());
+    let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(dir);
+    &all[(h as usize) % GATES]
+}
+
 /// The upload's slot size, fixed by the first part that asks.
 fn slot(layout: &Layout, op: Op, key: &Key, dir: &Path, len: u64) -> Result<u64> {
     let path = dir.join(SLOT);
@@ -181,10 +192,15 @@ pub(super) fn write_in_place(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(gone()),
         Err(e) => return Err(io_err(e)),
     };
-    let mut at = offset;
-    for chunk in data.chunks() {
-        file.write_all_at(chunk, at).map_err(&io_err)?;
-        at += chunk.len() as u64;
+    {
+        // One write at a time per upload in this process: the kernel serialises writes to
+        // a file anyway, and waiting here sleeps where its lock would spin.
+        let _gate = write_gate(dir).lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = offset;
+        for chunk in data.chunks() {
+            file.write_all_at(chunk, at).map_err(&io_err)?;
+            at += chunk.len() as u64;
+        }
     }
     if layout.fsync {
         file.sync_data().map_err(&io_err)?;
