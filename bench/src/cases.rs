@@ -107,7 +107,9 @@ impl Client {
             Client::ObjectStore => "object_store `WriteMultipart` / `get_range`",
             Client::ObjectStoreUnsigned => "object_store, unsigned payload",
             Client::OpenDal => "OpenDAL `writer` / `reader`",
-            Client::CloudstoreDefaults => "cloudstore, defaults (8 MiB parts, 8 in flight)",
+            Client::CloudstoreDefaults => {
+                "cloudstore, defaults (16 MiB parts, 8 in flight, split over long round trips)"
+            }
             Client::ObjectStoreDefaults => "object_store defaults (`BufWriter`, one `get`)",
             Client::OpenDalDefaults => "OpenDAL defaults (`writer`, `reader`, no options)",
         }
