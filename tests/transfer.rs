@@ -834,3 +834,26 @@ async fn a_long_round_trip_splits_parts_and_ranges_within_the_same_memory() {
         );
     }
 }
+
+/// A backend whose parts do not go faster side by side (a local directory) gets them one
+/// at a time, each as soon as it is full; the object is the same.
+#[tokio::test]
+async fn a_backend_without_parallel_parts_gets_one_part_at_a_time() {
+    let caps = Capabilities {
+        parallel_parts: false,
+        ..small_caps()
+    };
+    let (store, hooks) = hooked(caps, config(4096, 4));
+    let body = data(50_000, 43);
+    let mut up = store.writer("serial", &PutOptions::default()).unwrap();
+    up.write_all(&body).await.unwrap();
+    up.finish().await.unwrap();
+    assert!(hooks.part_calls.load(Ordering::SeqCst) > 4);
+    assert_eq!(hooks.max_in_flight.load(Ordering::SeqCst), 1);
+    let got = store.get("serial").await.unwrap().bytes().await.unwrap();
+    assert!(got == body, "the object differs");
+    // The fs backend says so.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = cloudstore::FsBackend::new(dir.path()).unwrap();
+    assert!(!cloudstore::Backend::capabilities(&fs).parallel_parts);
+}

@@ -141,6 +141,12 @@ pub struct Capabilities {
     /// Whether [`Backend::native_checksum`] asks the service (a request); where false it
     /// answers `None` without one.
     pub native_checksum: bool,
+    /// Whether parts sent side by side go faster than one at a time: true for network
+    /// stores. False for a local directory, where one writer keeps the page cache busy and
+    /// parts held in flight only leave the CPU caches before they are written; the
+    /// streaming [`Upload`](crate::Upload) then sends each part as soon as it is full, one
+    /// at a time.
+    pub parallel_parts: bool,
 }
 
 impl Capabilities {
@@ -171,6 +177,7 @@ impl Capabilities {
             dot_segments_in_keys: true,
             list_start_after: true,
             native_checksum: false,
+            parallel_parts: true,
         }
     }
 }

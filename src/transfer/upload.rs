@@ -79,7 +79,11 @@ impl Engine {
             span,
             local: Arc::new(Semaphore::new(local_units as usize)),
             local_units,
-            slots: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+            slots: Arc::new(Semaphore::new(if store.capabilities().parallel_parts {
+                cfg.concurrency.max(1)
+            } else {
+                1
+            })),
             store,
             key,
             opts,
@@ -203,7 +207,8 @@ impl Engine {
         let min = self.store.capabilities().min_part_size;
         let sizer = self.sizer();
         let next = self.next_part.saturating_add(1);
-        if split > 1 && sizer.split_size(next, split, min) < sizer.size_of(next) {
+        let parallel = self.store.capabilities().parallel_parts;
+        if parallel && split > 1 && sizer.split_size(next, split, min) < sizer.size_of(next) {
             let cfg = &self.store.transfer().config;
             tracing::debug!(
                 latency_ms = latency.as_millis() as u64,

@@ -129,6 +129,7 @@ fn fs_capabilities(caps: Capabilities) -> Capabilities {
     Capabilities {
         presign: false,
         object_and_children: true,
+        parallel_parts: false,
         max_key_segment_len: Some(
             caps.max_key_segment_len
                 .map_or(MAX_SEGMENT_LEN, |n| n.min(MAX_SEGMENT_LEN)),
