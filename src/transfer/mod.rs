@@ -3,8 +3,10 @@
 //!
 //! - [`Upload`] (from [`Store::writer`](crate::Store::writer)) is a `tokio` `AsyncWrite`
 //!   that cuts the stream into parts, uploads up to [`TransferConfig::concurrency`] of them
-//!   at once, and waits (back-pressure) when the memory budget is spent. Below one part it is
-//!   a single PUT. [`Store::upload_stream`](crate::Store::upload_stream) takes owned `Bytes`
+//!   at once (one at a time where parts do not go faster side by side:
+//!   [`Capabilities::parallel_parts`]), and waits (back-pressure) when the memory budget is
+//!   spent. Below one part it is a single PUT. Over a long round trip, parts after the
+//!   first are split and more go in flight ([`TransferConfig::adapt_to_latency`]). [`Store::upload_stream`](crate::Store::upload_stream) takes owned `Bytes`
 //!   and sends them without copying; [`Store::upload_file`](crate::Store::upload_file) reads
 //!   the parts of a file in parallel.
 //! - Part sizes follow the backend's [`Capabilities`]: at least its
