@@ -44,8 +44,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::from_url(&url, &StoreOptions::new())?.with_prefix("quickstart")?;
     let key = "generated/object.bin";
     let cfg = store.transfer_config().clone();
+    // A local directory takes parts one at a time, as they fill; network stores in parallel.
+    let in_flight = if store.capabilities().parallel_parts {
+        cfg.concurrency
+    } else {
+        1
+    };
     println!(
-        "store   {url} (prefix '{}', backend {}; parts of {} MiB, {} in flight)",
+        "store   {url} (prefix '{}', backend {}; parts of {} MiB, {in_flight} in flight, ranges {} in flight)",
         store.prefix(),
         store.backend_name(),
         cfg.part_size >> 20,
