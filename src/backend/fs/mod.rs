@@ -581,6 +581,8 @@ impl Backend for FsBackend {
             let file = file.clone();
             let key_s = key_s.clone();
             let buffers = buffers.clone();
+            // Named here so the closure owns the lease: buffers stay pooled while the body
+            // is read.
             let _lease = &lease;
             async move {
                 if r.start >= r.end {

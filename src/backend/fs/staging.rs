@@ -27,8 +27,8 @@ use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use super::NAME;
 use super::layout::{Layout, TempFile, etag_of, open_regular};
+use super::{NAME, io_error};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
 use crate::object::{PartInfo, PartNumber, Payload};
@@ -39,13 +39,13 @@ const DATA: &str = "data";
 const LOCK: &str = "lock";
 const SLOT: &str = "slot";
 
-fn staged_name(number: u32) -> String {
-    format!("part-{number:05}")
+/// The file of part `number` with `suffix`: `""` for a staged part, [`RECORD`] for the
+/// record of a part in place, [`PART_LOCK`] for its lock.
+fn part_file(number: u32, suffix: &str) -> String {
+    format!("part-{number:05}{suffix}")
 }
-
-fn record_name(number: u32) -> String {
-    format!("part-{number:05}.at")
-}
+const RECORD: &str = ".at";
+const PART_LOCK: &str = ".lock";
 
 /// Where a part in place lies in the data file.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -58,10 +58,6 @@ struct InPlace {
 enum Found {
     InPlace(InPlace),
     Staged(File),
-}
-
-fn io_err(op: Op, key: &Key) -> impl Fn(io::Error) -> Error + '_ {
-    move |e| Error::from_io(op, NAME, e).with_key(key.as_str())
 }
 
 fn open_rw(path: &Path) -> io::Result<File> {
@@ -118,7 +114,7 @@ fn lock_part(dir: &Path, number: u32) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(format!("part-{number:05}.lock")))?;
+        .open(dir.join(part_file(number, PART_LOCK)))?;
     f.lock()?;
     Ok(f)
 }
@@ -143,7 +139,7 @@ fn slot(layout: &Layout, op: Op, key: &Key, dir: &Path, len: u64) -> Result<u64>
                     .with_key(key.as_str())
             }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(op, key)(e)),
+            Err(e) => Err(io_error(op, key)(e)),
         }
     };
     if let Some(s) = read(&path)? {
@@ -154,9 +150,30 @@ fn slot(layout: &Layout, op: Op, key: &Key, dir: &Path, len: u64) -> Result<u64>
     match fs::hard_link(&tmp.path, &path) {
         Ok(()) => Ok(len),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            read(&path)?.ok_or_else(|| io_err(op, key)(e))
+            read(&path)?.ok_or_else(|| io_error(op, key)(e))
         }
-        Err(e) => Err(io_err(op, key)(e)),
+        Err(e) => Err(io_error(op, key)(e)),
+    }
+}
+
+/// Writes `chunks` to a new file named `name` in the upload directory (via a temporary
+/// file, so it appears whole) and returns its metadata; `gone` is the error for an upload
+/// completed or aborted meanwhile.
+fn place(
+    layout: &Layout,
+    key: &Key,
+    dir: &Path,
+    name: &str,
+    chunks: &[Bytes],
+    gone: impl Fn() -> Error,
+) -> Result<fs::Metadata> {
+    let op = Op::PutPart;
+    let tmp = layout.write_temp(op, key.as_str(), chunks)?;
+    let m = fs::symlink_metadata(&tmp.path).map_err(io_error(op, key))?;
+    match fs::rename(&tmp.path, dir.join(name)) {
+        Ok(()) => Ok(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(gone()),
+        Err(e) => Err(io_error(op, key)(e)),
     }
 }
 
@@ -172,7 +189,7 @@ pub(super) fn write_in_place(
     gone: impl Fn() -> Error,
 ) -> Result<Option<PartInfo>> {
     let op = Op::PutPart;
-    let io_err = io_err(op, key);
+    let io_err = io_error(op, key);
     let len = data.len();
     if len == 0 {
         return Ok(None);
@@ -210,17 +227,13 @@ pub(super) fn write_in_place(
             .with_key(key.as_str())
             .with_source(e)
     })?;
-    let record = layout.write_temp(op, key.as_str(), &[Bytes::from(raw)])?;
-    let m = fs::symlink_metadata(&record.path).map_err(&io_err)?;
-    match fs::rename(&record.path, dir.join(record_name(number.get()))) {
-        Ok(()) => Ok(Some(PartInfo {
-            number,
-            etag: etag_of(&m),
-            size: len,
-        })),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(gone()),
-        Err(e) => Err(io_err(e)),
-    }
+    let record = part_file(number.get(), RECORD);
+    let m = place(layout, key, dir, &record, &[Bytes::from(raw)], gone)?;
+    Ok(Some(PartInfo {
+        number,
+        etag: etag_of(&m),
+        size: len,
+    }))
 }
 
 /// Stages a part in a file of its own.
@@ -232,23 +245,24 @@ pub(super) fn write_staged(
     data: &Payload,
     gone: impl Fn() -> Error,
 ) -> Result<PartInfo> {
-    let op = Op::PutPart;
-    let tmp = layout.write_temp(op, key.as_str(), data.chunks())?;
-    let m = fs::symlink_metadata(&tmp.path).map_err(io_err(op, key))?;
-    match fs::rename(&tmp.path, dir.join(staged_name(number.get()))) {
-        Ok(()) => Ok(PartInfo {
-            number,
-            etag: etag_of(&m),
-            size: m.len(),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(gone()),
-        Err(e) => Err(Error::from_io(op, NAME, e).with_key(key.as_str())),
-    }
+    let m = place(
+        layout,
+        key,
+        dir,
+        &part_file(number.get(), ""),
+        data.chunks(),
+        gone,
+    )?;
+    Ok(PartInfo {
+        number,
+        etag: etag_of(&m),
+        size: m.len(),
+    })
 }
 
 /// The part `p` names: the record in place or the staged file whose ETag it carries.
 fn find(op: Op, key: &Key, dir: &Path, p: &PartInfo) -> Result<Found> {
-    let io_err = io_err(op, key);
+    let io_err = io_error(op, key);
     let mismatch = || {
         Error::invalid_input(
             op,
@@ -261,7 +275,7 @@ fn find(op: Op, key: &Key, dir: &Path, p: &PartInfo) -> Result<Found> {
         .with_key(key.as_str())
     };
     let mut seen = false;
-    match open_regular(&dir.join(record_name(p.number.get()))) {
+    match open_regular(&dir.join(part_file(p.number.get(), RECORD))) {
         Ok((f, m)) => {
             seen = true;
             if etag_of(&m) == p.etag {
@@ -280,7 +294,7 @@ fn find(op: Op, key: &Key, dir: &Path, p: &PartInfo) -> Result<Found> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_err(e)),
     }
-    match open_regular(&dir.join(staged_name(p.number.get()))) {
+    match open_regular(&dir.join(part_file(p.number.get(), ""))) {
         Ok((f, m)) if etag_of(&m) == p.etag && m.len() == p.size => Ok(Found::Staged(f)),
         Ok(_) => Err(mismatch()),
         Err(e) if e.kind() == io::ErrorKind::NotFound && seen => Err(mismatch()),
@@ -312,7 +326,7 @@ pub(super) fn assemble(
     parts: &[PartInfo],
 ) -> Result<Assembled> {
     let op = Op::CompleteMultipart;
-    let io_err = io_err(op, key);
+    let io_err = io_error(op, key);
     let lock = lock(dir, Hold::Exclusive).map_err(&io_err)?;
     let found = parts
         .iter()
@@ -346,11 +360,9 @@ pub(super) fn assemble(
                 io::copy(&mut f, &mut out).map_err(&io_err)?;
             }
             Found::InPlace(at) => {
-                if data.is_none() {
-                    data = Some(open_regular(&data_path).map_err(&io_err)?.0);
-                }
-                let Some(mut f) = data.as_ref() else {
-                    continue;
+                let mut f: &File = match &mut data {
+                    Some(f) => f,
+                    none => none.insert(open_regular(&data_path).map_err(&io_err)?.0),
                 };
                 f.seek(SeekFrom::Start(at.offset)).map_err(&io_err)?;
                 let copied = io::copy(&mut io::Read::take(f, at.len), &mut out).map_err(&io_err)?;
