@@ -45,11 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = "generated/object.bin";
     let cfg = store.transfer_config().clone();
     // A local directory takes parts one at a time, as they fill; network stores in parallel.
-    let in_flight = if store.capabilities().parallel_parts {
-        cfg.concurrency
-    } else {
-        1
-    };
+    let in_flight = cfg.parts_in_flight(store.capabilities());
     println!(
         "store   {url} (prefix '{}', backend {}; parts of {} MiB, {in_flight} in flight, ranges {} in flight)",
         store.prefix(),

@@ -104,6 +104,12 @@ pub const SPLIT_LATENCY: Duration = Duration::from_millis(60);
 /// Parts and ranges are not split below this size.
 const MIN_SPLIT_PART: u64 = 4 * MIB;
 
+/// One of `k` pieces of `whole` bytes: not below `min` or [`MIN_SPLIT_PART`], never above
+/// `whole`.
+fn split_piece(whole: u64, k: u64, min: u64) -> u64 {
+    (whole / k.max(1)).max(min).max(MIN_SPLIT_PART).min(whole)
+}
+
 impl Default for TransferConfig {
     fn default() -> Self {
         TransferConfig {
@@ -180,8 +186,17 @@ impl TransferConfig {
     /// The size of each range a read asks for after its first, `k` ways split, not below
     /// 4 MiB (and never above `part_size`).
     pub(crate) fn range_size(&self, k: u64) -> u64 {
-        let part = self.part_size.max(1);
-        (part / k.max(1)).max(MIN_SPLIT_PART).min(part)
+        split_piece(self.part_size.max(1), k, 0)
+    }
+
+    /// Parts an upload to a backend with `caps` sends at once: `concurrency`, or one where
+    /// parts do not go faster side by side ([`Capabilities::parallel_parts`]).
+    pub fn parts_in_flight(&self, caps: &Capabilities) -> usize {
+        if caps.parallel_parts {
+            self.concurrency.max(1)
+        } else {
+            1
+        }
     }
 
     /// Attempts the engine itself makes per part or range over `backend`.
@@ -252,6 +267,8 @@ pub struct PartSizer {
     /// Parts per size step: the size doubles after every `step` parts (unknown size).
     step: u32,
     fixed: bool,
+    /// The backend's minimum part size, below which a split part never goes.
+    min_part: u64,
     max_parts: u64,
     /// What the part limit must hold: the object's size (known) or the largest object
     /// aimed at (unknown).
@@ -284,6 +301,7 @@ impl PartSizer {
                     max_part,
                     step: u32::MAX,
                     fixed: true,
+                    min_part: caps.min_part_size,
                     max_parts,
                     target: size,
                 }
@@ -313,6 +331,7 @@ impl PartSizer {
                     max_part,
                     step: step.min(u32::MAX as u64) as u32,
                     fixed: false,
+                    min_part: caps.min_part_size,
                     max_parts,
                     target,
                 }
@@ -335,14 +354,15 @@ impl PartSizer {
     }
 
     /// The size of part `n` when parts are split `k` ways (see
-    /// [`TransferConfig::adapt_to_latency`]): `size_of(n) / k`, not below `min` bytes, where
+    /// [`TransferConfig::adapt_to_latency`]): `size_of(n) / k`, not below the backend's
+    /// minimum part size or 4 MiB, where
     /// the part limit still holds the object (a known size) or the largest object aimed at
     /// (an unknown size, whose parts are split within the first size step only); else
     /// `size_of(n)`.
-    pub fn split_size(&self, n: u32, k: u64, min: u64) -> u64 {
+    pub fn split_size(&self, n: u32, k: u64) -> u64 {
         let whole = self.size_of(n);
-        let small = (whole / k.max(1)).max(min).max(MIN_SPLIT_PART);
-        if small >= whole {
+        let small = split_piece(whole, k, self.min_part);
+        if small == whole {
             return whole;
         }
         let holds = if self.fixed {
@@ -396,21 +416,22 @@ mod tests {
         // A known size that fits either way: split; one that 8 MiB parts cannot hold in
         // 10,000 parts: whole.
         let p = PartSizer::new(&s3, 16 * MIB, Some(GIB));
-        assert_eq!(p.split_size(2, 2, s3.min_part_size), 8 * MIB);
+        assert_eq!(p.split_size(2, 2), 8 * MIB);
         let big = 100_000 * MIB;
         let p = PartSizer::new(&s3, 16 * MIB, Some(big));
-        assert_eq!(p.split_size(2, 2, s3.min_part_size), p.size_of(2));
+        assert_eq!(p.split_size(2, 2), p.size_of(2));
         assert!(p.size_of(2) * 10_000 >= big);
         // Never below the minimum part size or 4 MiB.
         let p = PartSizer::new(&s3, 8 * MIB, Some(GIB));
-        assert_eq!(p.split_size(2, 4, s3.min_part_size), s3.min_part_size);
-        assert_eq!(p.split_size(2, 4, MIB), 4 * MIB);
+        assert_eq!(p.split_size(2, 4), s3.min_part_size);
+        let p = PartSizer::new(&caps(MIB, 5 * GIB, 10_000, 5 * GIB), 8 * MIB, Some(GIB));
+        assert_eq!(p.split_size(2, 4), 4 * MIB);
         // Unknown size: split within the first size step only, and the part limit still
         // holds the largest object.
         let p = PartSizer::new(&s3, 16 * MIB, None);
-        assert_eq!(p.split_size(2, 2, s3.min_part_size), 8 * MIB);
+        assert_eq!(p.split_size(2, 2), 8 * MIB);
         let late = p.step + 1;
-        assert_eq!(p.split_size(late, 2, s3.min_part_size), p.size_of(late));
+        assert_eq!(p.split_size(late, 2), p.size_of(late));
         let full = PartSizer::capacity(p.base, p.max_part, p.step.into(), p.max_parts);
         let lost = u64::from(p.step) * (p.base - 8 * MIB);
         assert!(full - lost >= p.target);

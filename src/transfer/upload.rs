@@ -79,11 +79,7 @@ impl Engine {
             span,
             local: Arc::new(Semaphore::new(local_units as usize)),
             local_units,
-            slots: Arc::new(Semaphore::new(if store.capabilities().parallel_parts {
-                cfg.concurrency.max(1)
-            } else {
-                1
-            })),
+            slots: Arc::new(Semaphore::new(cfg.parts_in_flight(store.capabilities()))),
             store,
             key,
             opts,
@@ -125,9 +121,8 @@ impl Engine {
     /// Reserves memory for the next part: this is where writers wait when the budget is
     /// spent (back-pressure).
     async fn reserve(&mut self) -> Result<()> {
-        let min = self.store.capabilities().min_part_size;
         let (n, split) = (self.next_part, self.split);
-        let target = self.sizer().split_size(n, split, min);
+        let target = self.sizer().split_size(n, split);
         // The upload's own budget first: an upload waiting on its parts in flight holds
         // nothing of the budget other uploads share.
         let backend = self.store.backend_name();
@@ -204,11 +199,10 @@ impl Engine {
         // the same memory budget.
         let latency = started.elapsed();
         let split = self.store.transfer().config.split_for(latency);
-        let min = self.store.capabilities().min_part_size;
         let sizer = self.sizer();
         let next = self.next_part.saturating_add(1);
         let parallel = self.store.capabilities().parallel_parts;
-        if parallel && split > 1 && sizer.split_size(next, split, min) < sizer.size_of(next) {
+        if parallel && split > 1 && sizer.split_size(next, split) < sizer.size_of(next) {
             let cfg = &self.store.transfer().config;
             tracing::debug!(
                 latency_ms = latency.as_millis() as u64,
