@@ -815,16 +815,21 @@ fn targets(rows: &[Row]) -> String {
             Some(b) if b.1 >= x.1 => Some(b),
             _ => Some(x),
         });
+    // The best rate of `clients` on `t`, up or down.
+    let best = |t: Target, clients: &[Client], up: bool| {
+        clients
+            .iter()
+            .filter_map(|&c| find(t, c))
+            .filter_map(|r| mbps(if up { &r.up } else { &r.down }))
+            .reduce(f64::max)
+    };
     let peers = |t: Target, up: bool| {
-        [
+        let peers = [
             Client::ObjectStore,
             Client::ObjectStoreUnsigned,
             Client::OpenDal,
-        ]
-        .into_iter()
-        .filter_map(|c| find(t, c))
-        .filter_map(|r| mbps(if up { &r.up } else { &r.down }))
-        .fold(None, |a: Option<f64>, m| Some(a.map_or(m, |a| a.max(m))))
+        ];
+        best(t, &peers, up)
     };
     if let Some((c, m)) = sink_crc {
         let _ = writeln!(
@@ -844,19 +849,13 @@ fn targets(rows: &[Row]) -> String {
     }
     // Issue 13: downloads at the sink against the best peer, and the reader's CPU against
     // one GET stream.
-    let down_best = |t: Target, clients: &[Client]| {
-        clients
-            .iter()
-            .filter_map(|&c| find(t, c).and_then(|r| mbps(&r.down)))
-            .fold(None, |a: Option<f64>, m| Some(a.map_or(m, |a| a.max(m))))
-    };
     let readers = [Client::Cloudstore, Client::CloudstoreUnsigned];
     if let Some(p) = peers(Target::Sink, false) {
         for (what, m) in [
-            ("reader", down_best(Target::Sink, &readers)),
+            ("reader", best(Target::Sink, &readers, false)),
             (
                 "download_file",
-                down_best(Target::Sink, &[Client::CloudstoreDownloadFile]),
+                best(Target::Sink, &[Client::CloudstoreDownloadFile], false),
             ),
         ] {
             if let Some(m) = m {
