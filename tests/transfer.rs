@@ -356,6 +356,31 @@ async fn an_object_replaced_mid_download_is_a_precondition_failure() {
     let e = store.download_file("moving", &dst).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
     assert!(!dst.exists(), "a mixed file was left");
+
+    // The reader, near the store (one stream after the opening range) and in parallel
+    // ranges: the bytes of another version are never handed out as this one's.
+    for adapt in [true, false] {
+        let cfg = TransferConfig {
+            adapt_to_latency: adapt,
+            ..config(1024, 1)
+        };
+        let (store, hooks) = hooked(small_caps(), cfg);
+        store.put("moving", data(10_000, 11)).await.unwrap();
+        *hooks.replace_on_get.lock().unwrap() = Some(2);
+        let mut reader = store.reader("moving").await.unwrap();
+        let mut read = Vec::new();
+        let e = reader.read_to_end(&mut read).await.unwrap_err();
+        assert!(
+            e.to_string().contains("replaced"),
+            "adapt {adapt}: {e} after {} bytes",
+            read.len()
+        );
+        assert!(
+            read.len() <= 1024,
+            "adapt {adapt}: {} bytes of a mixed read",
+            read.len()
+        );
+    }
 }
 
 #[tokio::test]
@@ -552,46 +577,99 @@ async fn where_completion_takes_no_metadata_the_file_checksum_is_stored_at_creat
     assert_eq!(std::fs::read(out).unwrap(), body);
 }
 
+/// Both ways of reading: near the store (one stream after the opening range) and with
+/// `adapt_to_latency` off (parallel ranges).
 #[tokio::test]
 async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
-    let (store, hooks) = hooked(
-        small_caps(),
-        TransferConfig {
-            checksum: false,
-            ..config(2048, 2)
-        },
-    );
-    let body = data(10_000, 16);
-    store.put("cut", body.clone()).await.unwrap();
-    *hooks.truncate_get.lock().unwrap() = Some(2);
-    let mut read = Vec::new();
-    store
-        .reader("cut")
-        .await
-        .unwrap()
-        .read_to_end(&mut read)
-        .await
-        .unwrap();
-    assert!(
-        read == body,
-        "read {} bytes, expected {}",
-        read.len(),
-        body.len()
-    );
-    let cut = hooks.served.lock().unwrap()[1].clone();
-    continues_where_cut(&hooks, 2, &cut);
+    for adapt in [true, false] {
+        let (store, hooks) = hooked(
+            small_caps(),
+            TransferConfig {
+                checksum: false,
+                adapt_to_latency: adapt,
+                ..config(2048, 2)
+            },
+        );
+        let body = data(10_000, 16);
+        store.put("cut", body.clone()).await.unwrap();
+        *hooks.truncate_get.lock().unwrap() = Some(2);
+        let mut read = Vec::new();
+        store
+            .reader("cut")
+            .await
+            .unwrap()
+            .read_to_end(&mut read)
+            .await
+            .unwrap();
+        assert!(
+            read == body,
+            "adapt {adapt}: read {} bytes, expected {}",
+            read.len(),
+            body.len()
+        );
+        let cut = hooks.served.lock().unwrap()[1].clone();
+        continues_where_cut(&hooks, 2, &cut);
+        if !adapt {
+            continue;
+        }
 
-    let before = hooks.gets.load(Ordering::SeqCst);
-    hooks.served.lock().unwrap().clear();
-    *hooks.truncate_get.lock().unwrap() = Some(before + 3);
-    let dir = tempfile::tempdir().unwrap();
-    store
-        .download_file("cut", dir.path().join("cut"))
-        .await
-        .unwrap();
-    assert_eq!(std::fs::read(dir.path().join("cut")).unwrap(), body);
-    let cut = hooks.served.lock().unwrap()[2].clone();
-    continues_where_cut(&hooks, 3, &cut);
+        let before = hooks.gets.load(Ordering::SeqCst);
+        hooks.served.lock().unwrap().clear();
+        *hooks.truncate_get.lock().unwrap() = Some(before + 3);
+        let dir = tempfile::tempdir().unwrap();
+        store
+            .download_file("cut", dir.path().join("cut"))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("cut")).unwrap(), body);
+        let cut = hooks.served.lock().unwrap()[2].clone();
+        continues_where_cut(&hooks, 3, &cut);
+    }
+}
+
+/// Near the store (no measurable round trip) or on a backend without parallel parts, the
+/// reader streams the rest of the object in one request after the opening range; with
+/// `adapt_to_latency` off, or near the store over a slow connection, a backend with
+/// parallel parts is read in parallel ranges. (Tokio's clock is paused: the slow
+/// connection's pauses cost no wall time.)
+#[tokio::test(start_paused = true)]
+async fn a_near_store_is_read_in_one_stream_after_the_opening_range() {
+    let body = data(10_000, 17);
+    for (adapt, parallel_parts, slow, one_stream) in [
+        (true, true, false, true),
+        (false, true, false, false),
+        (false, false, false, true),
+        (true, true, true, false),
+        (true, false, true, true),
+    ] {
+        let caps = Capabilities {
+            parallel_parts,
+            ..small_caps()
+        };
+        let cfg = TransferConfig {
+            adapt_to_latency: adapt,
+            ..config(2048, 3)
+        };
+        let (store, hooks) = hooked(caps, cfg);
+        store.put("near", body.clone()).await.unwrap();
+        hooks.served.lock().unwrap().clear();
+        // 1 KiB per 5 ms: 200 KB/s, far below one stream's rate.
+        *hooks.slow_body.lock().unwrap() = slow.then_some(std::time::Duration::from_millis(5));
+        let what = format!("adapt {adapt}, parallel parts {parallel_parts}, slow {slow}");
+        let mut read = Vec::new();
+        let mut reader = store.reader("near").await.unwrap();
+        reader.read_to_end(&mut read).await.unwrap();
+        assert!(read == body, "{what}");
+        let served = hooks.served.lock().unwrap().clone();
+        let want: Vec<std::ops::Range<u64>> = if one_stream {
+            vec![0..2048, 2048..10_000]
+        } else {
+            (0..5u64)
+                .map(|i| i * 2048..((i + 1) * 2048).min(10_000))
+                .collect()
+        };
+        assert_eq!(served, want, "{what}: ranges served");
+    }
 }
 
 /// After the read that answered `cut` lost the second half of its body, a later read asks

@@ -55,10 +55,15 @@ pub enum Client {
     ObjectStoreDefaults,
     /// OpenDAL's defaults: `Operator::writer` and `Operator::reader` without options.
     OpenDalDefaults,
+    /// object_store's ranged download (`get_range` x concurrency, in order) written to a
+    /// file, synced: what `download_file` does, done with object_store (download only).
+    ObjectStoreFile,
+    /// OpenDAL's concurrent reader written to a file, synced (download only).
+    OpenDalFile,
 }
 
 impl Client {
-    pub const ALL: [Client; 13] = [
+    pub const ALL: [Client; 15] = [
         Client::CloudstoreDefaults,
         Client::ObjectStoreDefaults,
         Client::OpenDalDefaults,
@@ -72,6 +77,8 @@ impl Client {
         Client::ObjectStore,
         Client::ObjectStoreUnsigned,
         Client::OpenDal,
+        Client::ObjectStoreFile,
+        Client::OpenDalFile,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +96,8 @@ impl Client {
             Client::CloudstoreDefaults => "defaults-cloudstore",
             Client::ObjectStoreDefaults => "defaults-object_store",
             Client::OpenDalDefaults => "defaults-opendal",
+            Client::ObjectStoreFile => "object_store-file",
+            Client::OpenDalFile => "opendal-file",
         }
     }
 
@@ -112,6 +121,8 @@ impl Client {
             }
             Client::ObjectStoreDefaults => "object_store defaults (`BufWriter`, one `get`)",
             Client::OpenDalDefaults => "OpenDAL defaults (`writer`, `reader`, no options)",
+            Client::ObjectStoreFile => "object_store `get_range` into a file",
+            Client::OpenDalFile => "OpenDAL `reader` into a file",
         }
     }
 
@@ -120,13 +131,26 @@ impl Client {
     }
 
     pub fn uploads(self) -> bool {
-        !matches!(self, Client::CloudstoreDownloadFile | Client::CloudstoreGet)
+        !matches!(
+            self,
+            Client::CloudstoreDownloadFile
+                | Client::CloudstoreGet
+                | Client::ObjectStoreFile
+                | Client::OpenDalFile
+        )
+    }
+
+    /// Whether the download goes into a file (synced) rather than being discarded.
+    fn to_file(self) -> bool {
+        matches!(self, Client::ObjectStoreFile | Client::OpenDalFile)
     }
 
     /// The client whose object this one downloads (and whose key it uses).
     pub fn object_owner(self) -> Client {
         match self {
             Client::CloudstoreDownloadFile | Client::CloudstoreGet => Client::Cloudstore,
+            Client::ObjectStoreFile => Client::ObjectStore,
+            Client::OpenDalFile => Client::OpenDal,
             c => c,
         }
     }
@@ -387,10 +411,13 @@ impl Runner {
             | Client::CloudstoreDefaults
             | Client::CloudstoreDownloadFile
             | Client::CloudstoreGet => Runner::Cloudstore(cloudstore_store(case)?),
-            Client::ObjectStore | Client::ObjectStoreUnsigned | Client::ObjectStoreDefaults => {
-                Runner::ObjectStore(object_store_store(case)?)
+            Client::ObjectStore
+            | Client::ObjectStoreUnsigned
+            | Client::ObjectStoreDefaults
+            | Client::ObjectStoreFile => Runner::ObjectStore(object_store_store(case)?),
+            Client::OpenDal | Client::OpenDalDefaults | Client::OpenDalFile => {
+                Runner::OpenDal(opendal_operator(case)?)
             }
-            Client::OpenDal | Client::OpenDalDefaults => Runner::OpenDal(opendal_operator(case)?),
         })
     }
 
@@ -488,15 +515,14 @@ impl Runner {
                 let ranges: Vec<std::ops::Range<u64>> = (0..size.div_ceil(part_size()))
                     .map(|i| i * part_size()..((i + 1) * part_size()).min(size))
                     .collect();
-                let mut parts = futures::stream::iter(ranges)
-                    .map(|r| {
+                let parts = futures::stream::iter(ranges)
+                    .map(move |r| {
                         let (store, path) = (store.clone(), path.clone());
                         async move { store.get_range(&path, r).await }
                     })
-                    .buffered(CONCURRENCY);
-                while let Some(part) = parts.try_next().await? {
-                    total += part.len() as u64;
-                }
+                    .buffered(CONCURRENCY)
+                    .map_err(BoxError::from);
+                total = consume(case, parts.boxed()).await?;
             }
             Runner::OpenDal(op) if case.client == Client::OpenDalDefaults => {
                 let mut stream = op.reader(&key).await?.into_bytes_stream(..).await?;
@@ -505,18 +531,40 @@ impl Runner {
                 }
             }
             Runner::OpenDal(op) => {
-                let mut stream = op
+                let stream = op
                     .reader_with(&key)
                     .chunk(part_size() as usize)
                     .concurrent(CONCURRENCY)
                     .await?
                     .into_bytes_stream(..)
-                    .await?;
-                while let Some(chunk) = stream.try_next().await? {
-                    total += chunk.len() as u64;
-                }
+                    .await?
+                    .map_err(BoxError::from);
+                total = consume(case, stream.boxed()).await?;
             }
         }
         Ok(total)
     }
+}
+
+/// Counts a peer's download, or for the file rows writes it in order into a file (each
+/// chunk one blocking write, as tokio's `File` would copy it into a buffer of its own
+/// first), syncs it and removes it: what a user of that crate would write for a file.
+async fn consume(case: &Case, mut chunks: futures::stream::BoxStream<'_, R<Bytes>>) -> R<u64> {
+    use std::io::Write;
+    let mut total = 0u64;
+    if !case.client.to_file() {
+        while let Some(chunk) = chunks.try_next().await? {
+            total += chunk.len() as u64;
+        }
+        return Ok(total);
+    }
+    let path = case.scratch.join(format!("{}.bin", case.client.name()));
+    let mut file = std::fs::File::create(&path)?;
+    while let Some(chunk) = chunks.try_next().await? {
+        total += chunk.len() as u64;
+        file = tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|()| file)).await??;
+    }
+    tokio::task::spawn_blocking(move || file.sync_all()).await??;
+    std::fs::remove_file(&path)?;
+    Ok(total)
 }

@@ -13,18 +13,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, ReadBuf};
+use tracing::Instrument;
 
 use super::checksum::{Expected, Running, expected, verify};
-use super::{Progress, ProgressFn, backoff};
+use super::{NEAR_LATENCY, ONE_STREAM_RATE, Progress, ProgressFn, backoff};
 use crate::backend::MIB;
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
-use crate::object::{ByteRange, GetOptions, GetResult, ObjectMeta};
+use crate::object::{ByteRange, ByteStream, GetOptions, GetResult, ObjectMeta};
 use crate::store::Store;
 
 /// The ranges covering `span`, `chunk` bytes each.
@@ -55,91 +57,164 @@ trait RangeSink: Send {
     fn accept(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// The reader's read-ahead: a range held in memory until its turn.
-#[derive(Default)]
-struct Collect(Vec<Bytes>);
+/// Where a range is in its fetch: the answer being read, the bytes received, the attempt.
+struct RangeFetch {
+    store: Store,
+    key: Key,
+    etag: Option<String>,
+    range: Range<u64>,
+    /// An answer already received for this range (the read's opening request).
+    first: Option<GetResult>,
+    body: Option<crate::object::ByteStream>,
+    got: u64,
+    attempt: u32,
+    _in_flight: crate::observe::InFlight,
+}
 
-impl RangeSink for Collect {
-    async fn accept(&mut self, chunk: Bytes) -> Result<()> {
-        self.0.push(chunk);
-        Ok(())
+impl RangeFetch {
+    /// The next chunk of the range, `None` at its end. A retryable failure goes on after
+    /// a pause from the first byte not yet received.
+    async fn next(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let result = self.step().await;
+            match result {
+                Err(e)
+                    if e.is_retryable()
+                        && self.attempt
+                            < self
+                                .store
+                                .transfer()
+                                .config
+                                .attempts_over(self.store.backend().as_ref()) =>
+                {
+                    crate::observe::retry(self.store.backend_name(), Op::Get, e.kind());
+                    tracing::debug!(key = %self.key, attempt = self.attempt, got = self.got, error = %e, "going on with a range");
+                    self.body = None;
+                    tokio::time::sleep(backoff(self.store.transfer().config.backoff, self.attempt))
+                        .await;
+                    self.attempt += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                    return Err(self.replaced("the object was replaced during the download"));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The error of a read whose object was replaced under it.
+    fn replaced(&self, why: &str) -> Error {
+        Error::new(
+            ErrorKind::PreconditionFailed,
+            Op::Get,
+            self.store.backend_name(),
+            why,
+        )
+        .with_key(self.key.as_str())
+    }
+
+    /// One step of the current attempt: opens the range's answer if none is open (pinned
+    /// to the version `etag`), then reads a chunk of it.
+    async fn step(&mut self) -> Result<Option<Bytes>> {
+        let body = match &mut self.body {
+            Some(body) => body,
+            None => {
+                let res = match self.first.take() {
+                    Some(res) => res,
+                    None => {
+                        let opts = GetOptions {
+                            range: Some(ByteRange::Bounded(
+                                self.range.start + self.got..self.range.end,
+                            )),
+                            if_match: self.etag.clone(),
+                            ..Default::default()
+                        };
+                        let get = self.store.backend().get(&self.key, &opts);
+                        crate::observe::attempt(self.attempt, get).await?
+                    }
+                };
+                // A server that ignores If-Match must not slip another version in.
+                if let (Some(want), Some(got)) = (self.etag.as_deref(), res.meta.etag.as_deref())
+                    && want != got
+                {
+                    return Err(self.replaced("a range came from another version of the object"));
+                }
+                self.body.insert(res.into_checked_stream())
+            }
+        };
+        match body.next().await.transpose()? {
+            Some(chunk) => {
+                self.got += chunk.len() as u64;
+                Ok(Some(chunk))
+            }
+            None => Ok(None),
+        }
     }
 }
 
-/// Reads one range of the version `etag` into `sink`, retrying what can be retried; after
-/// a cut body the next attempt asks only for the bytes not yet received. `first` is an
-/// answer already received for this range (the read's opening request). A replaced object
-/// gives `PreconditionFailed`.
+impl RangeFetch {
+    /// The range as a stream inside `span`, which gets the outcome.
+    fn into_stream(self, span: tracing::Span) -> ByteStream {
+        futures::stream::try_unfold(self, move |mut fetch| {
+            let span = span.clone();
+            async move {
+                let next = fetch.next().instrument(span.clone()).await;
+                match &next {
+                    Ok(Some(_)) => {}
+                    Ok(None) => crate::observe::record_outcome(&span, &Ok::<(), Error>(())),
+                    Err(e) => crate::observe::record_error(&span, e),
+                }
+                Ok(next?.map(|chunk| (chunk, fetch)))
+            }
+        })
+        .boxed()
+    }
+}
+
+/// The bytes of one range of the version `etag`, in order, retrying what can be retried:
+/// after a cut body the next attempt asks only for the bytes not yet received. `first` is
+/// an answer already received for this range (the read's opening request). A replaced
+/// object gives `PreconditionFailed`.
+fn range_stream(
+    store: &Store,
+    key: &Key,
+    etag: Option<&str>,
+    range: Range<u64>,
+    first: Option<GetResult>,
+) -> RangeFetch {
+    RangeFetch {
+        _in_flight: crate::observe::InFlight::new(
+            store.backend_name(),
+            crate::observe::Direction::Receive,
+        ),
+        store: store.clone(),
+        key: key.clone(),
+        etag: etag.map(str::to_string),
+        range,
+        first,
+        body: None,
+        got: 0,
+        attempt: 1,
+    }
+}
+
+/// Reads one range (see [`range_stream`]) into `sink`; where the bytes go failing (a full
+/// disk) is not the network's fault, so it is not retried.
 async fn fetch_range(
     store: &Store,
     key: &Key,
     etag: Option<&str>,
     range: Range<u64>,
-    mut first: Option<GetResult>,
+    first: Option<GetResult>,
     sink: &mut impl RangeSink,
 ) -> Result<()> {
-    let cfg = &store.transfer().config;
-    let _in_flight =
-        crate::observe::InFlight::new(store.backend_name(), crate::observe::Direction::Receive);
-    let mut got = 0u64;
-    let mut attempt = 1;
-    loop {
-        let attempt_result: Result<()> = async {
-            let res = match first.take() {
-                Some(res) => res,
-                None => {
-                    let opts = GetOptions {
-                        range: Some(ByteRange::Bounded(range.start + got..range.end)),
-                        if_match: etag.map(str::to_string),
-                        ..Default::default()
-                    };
-                    crate::observe::attempt(attempt, store.backend().get(key, &opts)).await?
-                }
-            };
-            // A server that ignores If-Match must not slip another version in.
-            if let (Some(want), Some(got)) = (etag, res.meta.etag.as_deref())
-                && want != got
-            {
-                return Err(Error::new(
-                    ErrorKind::PreconditionFailed,
-                    Op::Get,
-                    store.backend_name(),
-                    "a range came from another version of the object",
-                )
-                .with_key(key.as_str()));
-            }
-            let mut body = res.into_checked_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                let len = chunk.len() as u64;
-                // Where the bytes go failing (a full disk) is not the network's fault.
-                sink.accept(chunk)
-                    .await
-                    .map_err(|e| e.with_retryable(false))?;
-                got += len;
-            }
-            Ok(())
-        }
-        .await;
-        match attempt_result {
-            Err(e) if e.is_retryable() && attempt < cfg.attempts_over(store.backend().as_ref()) => {
-                crate::observe::retry(store.backend_name(), Op::Get, e.kind());
-                tracing::debug!(key = %key, attempt, got, error = %e, "going on with a range");
-                tokio::time::sleep(backoff(cfg.backoff, attempt)).await;
-                attempt += 1;
-            }
-            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-                return Err(Error::new(
-                    ErrorKind::PreconditionFailed,
-                    Op::Get,
-                    store.backend_name(),
-                    "the object was replaced during the download",
-                )
-                .with_key(key.as_str()));
-            }
-            other => return other,
-        }
+    let mut fetch = range_stream(store, key, etag, range, first);
+    while let Some(chunk) = fetch.next().await? {
+        sink.accept(chunk)
+            .await
+            .map_err(|e| e.with_retryable(false))?;
     }
+    Ok(())
 }
 
 /// Removes a temporary file unless it was renamed into place.
@@ -471,37 +546,53 @@ impl Store {
             check,
             latency,
         } = opened;
-        // Over a long round trip, more and smaller ranges in flight: the same read-ahead.
-        let split = cfg.split_for(latency);
-        let range = cfg.range_size(split);
-        let in_flight = cfg.concurrency.max(1) * (cfg.part_size.max(1) / range) as usize;
-        if split > 1 {
-            tracing::debug!(
-                latency_ms = latency.as_millis() as u64,
-                range,
-                in_flight,
-                "long round trip: reading in smaller ranges, more in flight"
-            );
-        }
-        let plan = plan(&span, first, first_span, meta.size, |_| range);
-        let store = self.clone();
-        let etag = meta.etag.clone();
-        let fetches = futures::stream::iter(plan)
-            .map(move |(r, opened, range)| {
-                let (store, k, etag) = (store.clone(), k.clone(), etag.clone());
-                crate::observe::traced(range, async move {
-                    let mut sink = Collect::default();
-                    fetch_range(&store, &k, etag.as_deref(), r, opened, &mut sink)
-                        .await
-                        .map(|()| sink.0)
-                })
-            })
-            .buffered(in_flight)
-            .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
-            .try_flatten();
+        let version = Version {
+            store: self.clone(),
+            key: k,
+            etag: meta.etag.clone(),
+        };
+        let from = first.as_ref().map_or(0, |f| f.range.end);
+        let near = cfg.adapt_to_latency && latency < NEAR_LATENCY;
+        let body = match first {
+            // A local directory gains nothing from parallel reads: one stream; nor does a
+            // near object read whole by its opening request.
+            _ if !self.capabilities().parallel_parts || (near && from >= meta.size) => version
+                .in_sequence(plan(&span, first, first_span, meta.size, |rest| {
+                    rest.max(1)
+                })),
+            // Near the store, the opening answer streams on while its speed decides how
+            // the rest is read.
+            Some(head) if near && from < meta.size => {
+                let rest = (
+                    from..meta.size,
+                    cfg.part_size.max(1),
+                    cfg.concurrency.max(1),
+                );
+                version.probed(head, first_span, rest, span.clone())
+            }
+            first => {
+                // Over a long round trip, more and smaller ranges in flight: the same
+                // read-ahead.
+                let split = cfg.split_for(latency);
+                let range = cfg.range_size(split);
+                let in_flight = cfg.concurrency.max(1) * (cfg.part_size.max(1) / range) as usize;
+                if split > 1 {
+                    tracing::debug!(
+                        latency_ms = latency.as_millis() as u64,
+                        range,
+                        in_flight,
+                        "long round trip: reading in smaller ranges, more in flight"
+                    );
+                }
+                let planned = plan(&span, first, first_span, meta.size, |_| range);
+                let fetches = planned
+                    .into_iter()
+                    .map(move |(r, first, span)| (version.range(r, first), span));
+                read_ahead(futures::stream::iter(fetches), in_flight)
+            }
+        };
         let verify_meta = meta.clone();
         let backend = self.backend_name().to_string();
-        let body = fetches.boxed();
         Ok(ObjectReader {
             meta: self.relative_meta(meta),
             inner: Verifying {
@@ -517,6 +608,183 @@ impl Store {
             },
         })
     }
+}
+
+/// What every range of one read shares: the store, the key and the version.
+#[derive(Clone)]
+struct Version {
+    store: Store,
+    key: Key,
+    etag: Option<String>,
+}
+
+/// The most bytes of the opening answer the reader times before choosing how to read the
+/// rest (see [`NEAR_LATENCY`]).
+const PROBE_BYTES: u64 = 8 * MIB;
+
+/// The least time the reader allows for the bytes it times, so that a small opening range
+/// is not judged by the cost of a few calls.
+const MIN_PROBE: Duration = Duration::from_millis(2);
+
+impl Version {
+    /// A fetch of `r`, going on from `first` if that answer is already open.
+    fn range(&self, r: Range<u64>, first: Option<GetResult>) -> RangeFetch {
+        range_stream(&self.store, &self.key, self.etag.as_deref(), r, first)
+    }
+
+    /// The planned ranges one after another, each streamed as it arrives.
+    fn in_sequence(self, plan: Vec<Planned>) -> ByteStream {
+        futures::stream::iter(plan)
+            .map(move |(r, first, span)| self.range(r, first).into_stream(span))
+            .flatten()
+            .boxed()
+    }
+
+    /// Streams the opening answer `head` and times its first bytes (up to
+    /// [`PROBE_BYTES`]): a connection that delivers them at [`ONE_STREAM_RATE`] or more
+    /// is held back by nothing, so the rest follows in one request as the head ends; a
+    /// slower one (a per-connection cap, a busy server) has the rest read in parallel
+    /// ranges from that moment, the head's remainder first. `rest` is the span still to
+    /// read, the range size and the ranges in flight.
+    fn probed(
+        self,
+        head: GetResult,
+        head_span: tracing::Span,
+        rest: (Range<u64>, u64, usize),
+        operation: tracing::Span,
+    ) -> ByteStream {
+        let head_len = head.range.end - head.range.start;
+        let probe = PROBE_BYTES.min(head_len);
+        // The time `probe` bytes take at ONE_STREAM_RATE.
+        let deadline =
+            Duration::from_secs_f64(probe as f64 / ONE_STREAM_RATE as f64).max(MIN_PROBE);
+        let fetch = self.range(head.range.clone(), Some(head));
+        let probing = Probing {
+            version: self,
+            head: fetch,
+            head_span,
+            rest,
+            operation,
+            started: None,
+            got: 0,
+            probe,
+            deadline,
+        };
+        futures::stream::unfold(Near::Probing(Box::new(probing)), |state| async move {
+            match state {
+                Near::Probing(mut p) => {
+                    let started = *p.started.get_or_insert_with(tokio::time::Instant::now);
+                    let next = p.head.next().instrument(p.head_span.clone()).await;
+                    match next {
+                        Err(e) => {
+                            crate::observe::record_error(&p.head_span, &e);
+                            Some((Err(e), Near::Done))
+                        }
+                        Ok(Some(chunk)) => {
+                            p.got += chunk.len() as u64;
+                            let elapsed = started.elapsed();
+                            let in_time = elapsed <= p.deadline;
+                            let then = if p.got >= p.probe {
+                                Near::Then(p.rest(in_time))
+                            } else if !in_time {
+                                Near::Then(p.rest(false))
+                            } else {
+                                Near::Probing(p)
+                            };
+                            Some((Ok(chunk), then))
+                        }
+                        // The whole head arrived before the deadline.
+                        Ok(None) => {
+                            crate::observe::record_outcome(&p.head_span, &Ok::<(), Error>(()));
+                            let mut rest = p.rest(true);
+                            rest.next().await.map(|item| (item, Near::Then(rest)))
+                        }
+                    }
+                }
+                Near::Then(mut rest) => rest.next().await.map(|item| (item, Near::Then(rest))),
+                Near::Done => None,
+            }
+        })
+        .boxed()
+    }
+}
+
+/// Where a near read is: timing the opening answer, or reading the rest as decided.
+enum Near {
+    Probing(Box<Probing>),
+    Then(ByteStream),
+    Done,
+}
+
+/// The opening answer of a near read being timed.
+struct Probing {
+    version: Version,
+    head: RangeFetch,
+    head_span: tracing::Span,
+    /// The span after the head, the range size and the ranges in flight.
+    rest: (Range<u64>, u64, usize),
+    operation: tracing::Span,
+    /// When the first byte was asked for.
+    started: Option<tokio::time::Instant>,
+    got: u64,
+    probe: u64,
+    deadline: Duration,
+}
+
+impl Probing {
+    /// The rest of the read after the bytes timed: the head's remainder and then the rest
+    /// of the object in one request (`one_stream`), or both in parallel ranges.
+    fn rest(self: Box<Self>, one_stream: bool) -> ByteStream {
+        let Probing {
+            version,
+            head,
+            head_span,
+            rest: (span, range, in_flight),
+            operation,
+            got,
+            started,
+            ..
+        } = *self;
+        tracing::debug!(
+            bytes = got,
+            micros = started.map_or(0, |s| s.elapsed().as_micros() as u64),
+            one_stream,
+            "near the store: timed the opening answer"
+        );
+        if one_stream {
+            let tail = crate::observe::range_span(&operation, span.start, span.end - span.start);
+            let tail = version.range(span, None).into_stream(tail);
+            return head.into_stream(head_span).chain(tail).boxed();
+        }
+        let ranges = ranges(span, range).into_iter().map(move |r| {
+            let s = crate::observe::range_span(&operation, r.start, r.end - r.start);
+            (version.range(r, None), s)
+        });
+        let fetches = std::iter::once((head, head_span)).chain(ranges);
+        read_ahead(futures::stream::iter(fetches), in_flight)
+    }
+}
+
+/// Reads `fetches` `in_flight` at a time, each range held in memory until its turn, and
+/// hands out their chunks in order.
+fn read_ahead(
+    fetches: impl futures::Stream<Item = (RangeFetch, tracing::Span)> + Send + 'static,
+    in_flight: usize,
+) -> ByteStream {
+    fetches
+        .map(|(mut fetch, span)| {
+            crate::observe::traced(span, async move {
+                let mut chunks = Vec::new();
+                while let Some(chunk) = fetch.next().await? {
+                    chunks.push(chunk);
+                }
+                Ok(chunks)
+            })
+        })
+        .buffered(in_flight.max(1))
+        .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
+        .try_flatten()
+        .boxed()
 }
 
 /// Streams ranges and checks the checksum at the end.

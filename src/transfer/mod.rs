@@ -101,6 +101,18 @@ pub struct TransferConfig {
 /// connection, or 30 ms on a new one (the handshake adds a round trip).
 pub const SPLIT_LATENCY: Duration = Duration::from_millis(60);
 
+/// The opening-request latency below which a read is near its store (the same machine or
+/// network). With [`TransferConfig::adapt_to_latency`], [`Store::reader`](crate::Store::reader)
+/// then streams the opening answer on and times its first bytes: at [`ONE_STREAM_RATE`] or
+/// more the rest follows in one request (one stream moves more there than parallel ranges,
+/// at a third of the CPU, as it holds no read-ahead); slower, the rest is read in parallel
+/// ranges from then on.
+pub const NEAR_LATENCY: Duration = Duration::from_millis(5);
+
+/// The speed (bytes per second) from which one connection near the store reads the whole
+/// object (see [`NEAR_LATENCY`]): 1 GB/s.
+pub const ONE_STREAM_RATE: u64 = 1_000_000_000;
+
 /// Parts and ranges are not split below this size.
 const MIN_SPLIT_PART: u64 = 4 * MIB;
 

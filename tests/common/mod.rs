@@ -42,6 +42,9 @@ pub struct Hooks {
     pub latency: Mutex<Option<std::time::Duration>>,
     /// The size of every part uploaded, in the order they arrived.
     pub part_sizes: Mutex<Vec<u64>>,
+    /// Read bodies arrive in 1 KiB chunks, each this long after the last (a slow
+    /// connection, whatever the round trip).
+    pub slow_body: Mutex<Option<std::time::Duration>>,
 }
 
 impl Hooks {
@@ -98,6 +101,27 @@ impl Backend for Hooked {
             res.body = Box::pin(futures::stream::iter([Ok(Bytes::from(
                 joined[..half].to_vec(),
             ))]));
+        }
+        let slow = *self.hooks.slow_body.lock().unwrap();
+        if let Some(pause) = slow {
+            use futures::StreamExt;
+            let body = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
+            res.body = body
+                .flat_map(|chunk| {
+                    let pieces: Vec<cloudstore::Result<Bytes>> = match chunk {
+                        Ok(c) => (0..c.len())
+                            .step_by(1024)
+                            .map(|i| Ok(c.slice(i..(i + 1024).min(c.len()))))
+                            .collect(),
+                        Err(e) => vec![Err(e)],
+                    };
+                    futures::stream::iter(pieces)
+                })
+                .then(move |piece| async move {
+                    tokio::time::sleep(pause).await;
+                    piece
+                })
+                .boxed();
         }
         Ok(res)
     }
