@@ -92,7 +92,11 @@ pub struct TransferConfig {
     /// the same memory, split over more connections. Parts are never split below the
     /// backend's minimum part size or 4 MiB, nor where the part limit could then no longer
     /// hold the object. `download_file` is not split: its ranges stream to disk and are
-    /// sized for the whole file already.
+    /// sized for the whole file already. The other way, a reader whose opening request
+    /// answers within [`NEAR_LATENCY`] times the opening answer and reads the rest in one
+    /// stream when one connection is fast enough ([`ONE_STREAM_RATE`]). Off, every read
+    /// of a backend with [`Capabilities::parallel_parts`] goes in parallel ranges of
+    /// `part_size`.
     pub adapt_to_latency: bool,
 }
 
