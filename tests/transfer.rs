@@ -14,6 +14,7 @@ use cloudstore::{
 
 mod common;
 use common::{Hooked, Hooks, crc_hex, data, no_uploads_left};
+use futures::TryStreamExt;
 
 /// Small limits so that a few hundred KiB make many parts.
 fn small_caps() -> Capabilities {
@@ -346,7 +347,7 @@ async fn a_corrupt_object_is_refused_on_download() {
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_object_replaced_mid_download_is_a_precondition_failure() {
     let dir = tempfile::tempdir().unwrap();
     let (store, hooks) = hooked(small_caps(), config(1024, 1));
@@ -578,8 +579,9 @@ async fn where_completion_takes_no_metadata_the_file_checksum_is_stored_at_creat
 }
 
 /// Both ways of reading: near the store (one stream after the opening range) and with
-/// `adapt_to_latency` off (parallel ranges).
-#[tokio::test]
+/// `adapt_to_latency` off (parallel ranges). Tokio's clock is paused, so the opening
+/// request always answers "near".
+#[tokio::test(start_paused = true)]
 async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
     for adapt in [true, false] {
         let (store, hooks) = hooked(
@@ -608,6 +610,9 @@ async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
             body.len()
         );
         let cut = hooks.served.lock().unwrap()[1].clone();
+        // Near the store the rest is one request, cut; otherwise a range of 2048.
+        let want = if adapt { 2048..10_000 } else { 2048..4096 };
+        assert_eq!(cut, want, "adapt {adapt}: the read that was cut");
         continues_where_cut(&hooks, 2, &cut);
         if !adapt {
             continue;
@@ -635,12 +640,14 @@ async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
 #[tokio::test(start_paused = true)]
 async fn a_near_store_is_read_in_one_stream_after_the_opening_range() {
     let body = data(10_000, 17);
-    for (adapt, parallel_parts, slow, one_stream) in [
-        (true, true, false, true),
-        (false, true, false, false),
-        (false, false, false, true),
-        (true, true, true, false),
-        (true, false, true, true),
+    for (adapt, parallel_parts, slow, dawdle, one_stream) in [
+        (true, true, false, false, true),
+        (false, true, false, false, false),
+        (false, false, false, false, true),
+        (true, true, true, false, false),
+        (true, false, true, false, true),
+        // A caller that takes its time between reads does not make the store look slow.
+        (true, true, false, true, true),
     ] {
         let caps = Capabilities {
             parallel_parts,
@@ -654,11 +661,17 @@ async fn a_near_store_is_read_in_one_stream_after_the_opening_range() {
         store.put("near", body.clone()).await.unwrap();
         hooks.served.lock().unwrap().clear();
         // 1 KiB per 5 ms: 200 KB/s, far below one stream's rate.
-        *hooks.slow_body.lock().unwrap() = slow.then_some(std::time::Duration::from_millis(5));
+        *hooks.slow_body.lock().unwrap() =
+            slow.then_some((std::time::Duration::from_millis(5), 1024));
         let what = format!("adapt {adapt}, parallel parts {parallel_parts}, slow {slow}");
         let mut read = Vec::new();
-        let mut reader = store.reader("near").await.unwrap();
-        reader.read_to_end(&mut read).await.unwrap();
+        let mut chunks = store.reader("near").await.unwrap().into_stream();
+        while let Some(chunk) = chunks.try_next().await.unwrap() {
+            read.extend_from_slice(&chunk);
+            if dawdle {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
         assert!(read == body, "{what}");
         let served = hooks.served.lock().unwrap().clone();
         let want: Vec<std::ops::Range<u64>> = if one_stream {
@@ -669,6 +682,104 @@ async fn a_near_store_is_read_in_one_stream_after_the_opening_range() {
                 .collect()
         };
         assert_eq!(served, want, "{what}: ranges served");
+    }
+}
+
+/// With an opening range larger than the bytes the reader times (8 MiB), the choice is made
+/// part-way through it: the rest of the head streams on, then one request (fast), or the
+/// head's remainder and the rest go into the parallel read-ahead (slow). Near the store the
+/// first bytes reach the caller as they arrive, not once the whole first range has.
+#[tokio::test(start_paused = true)]
+async fn a_large_opening_range_is_judged_on_its_first_bytes() {
+    const MIB: u64 = 1 << 20;
+    let caps = Capabilities {
+        min_part_size: MIB,
+        ..Capabilities::s3_like()
+    };
+    let body = data((30 * MIB) as usize, 43);
+    for (adapt, slow) in [(true, false), (true, true), (false, true)] {
+        let cfg = TransferConfig {
+            adapt_to_latency: adapt,
+            ..config(12 * MIB, 2)
+        };
+        let (store, hooks) = hooked(caps.clone(), cfg);
+        store.put("big", body.clone()).await.unwrap();
+        hooks.served.lock().unwrap().clear();
+        // 64 KiB per millisecond: about 65 MB/s.
+        *hooks.slow_body.lock().unwrap() =
+            slow.then_some((std::time::Duration::from_millis(1), 64 * 1024));
+        let what = format!("adapt {adapt}, slow {slow}");
+        let started = tokio::time::Instant::now();
+        let mut chunks = store.reader("big").await.unwrap().into_stream();
+        let first = chunks.try_next().await.unwrap().unwrap();
+        let first_after = started.elapsed();
+        let mut read = first.to_vec();
+        while let Some(chunk) = chunks.try_next().await.unwrap() {
+            read.extend_from_slice(&chunk);
+        }
+        assert!(read == body, "{what}: the bytes read back differ");
+        let served = hooks.served.lock().unwrap().clone();
+        let want = if slow {
+            vec![0..12 * MIB, 12 * MIB..24 * MIB, 24 * MIB..30 * MIB]
+        } else {
+            vec![0..12 * MIB, 12 * MIB..30 * MIB]
+        };
+        assert_eq!(served, want, "{what}: ranges served");
+        if slow {
+            // The head is 192 pieces of 1 ms.
+            let streamed = first_after < std::time::Duration::from_millis(10);
+            assert_eq!(
+                streamed, adapt,
+                "{what}: first bytes after {first_after:?} (near: as they arrive; otherwise once the first range is whole)"
+            );
+        }
+    }
+}
+
+/// A long range survives any number of cuts as long as each attempt moves it forward; the
+/// attempts count failures without progress. And a server that answers less than asked
+/// (its answer consistent with itself) is asked again for the rest.
+#[tokio::test(start_paused = true)]
+async fn a_long_stream_survives_cuts_and_short_answers_that_make_progress() {
+    let body = data(40_000, 44);
+    // Five cuts in a row with three attempts; then an answer for half the range asked.
+    for (cuts, short) in [(Some(2..=6), None), (None, Some(2))] {
+        let (store, hooks) = hooked(
+            small_caps(),
+            TransferConfig {
+                checksum: false,
+                ..config(2048, 2)
+            },
+        );
+        store.put("long", body.clone()).await.unwrap();
+        hooks.served.lock().unwrap().clear();
+        *hooks.truncate_reads.lock().unwrap() = cuts.clone();
+        *hooks.short_answer.lock().unwrap() = short;
+        let mut read = Vec::new();
+        store
+            .reader("long")
+            .await
+            .unwrap()
+            .read_to_end(&mut read)
+            .await
+            .unwrap();
+        assert!(
+            read == body,
+            "cuts {cuts:?}, short {short:?}: read {} bytes of {}",
+            read.len(),
+            body.len()
+        );
+        let served = hooks.served.lock().unwrap().clone();
+        let total: u64 = served.iter().map(|r| r.end - r.start).sum();
+        let asked_again = served.len() - 2;
+        assert_eq!(
+            asked_again,
+            if cuts.is_some() { 5 } else { 1 },
+            "cuts {cuts:?}, short {short:?}: {served:?}"
+        );
+        if short.is_some() {
+            assert_eq!(total, 40_000, "bytes served: {served:?}");
+        }
     }
 }
 

@@ -42,9 +42,14 @@ pub struct Hooks {
     pub latency: Mutex<Option<std::time::Duration>>,
     /// The size of every part uploaded, in the order they arrived.
     pub part_sizes: Mutex<Vec<u64>>,
-    /// Read bodies arrive in 1 KiB chunks, each this long after the last (a slow
-    /// connection, whatever the round trip).
-    pub slow_body: Mutex<Option<std::time::Duration>>,
+    /// Read bodies arrive in chunks of the given size, each this long after the last (a
+    /// slow connection, whatever the round trip).
+    pub slow_body: Mutex<Option<(std::time::Duration, usize)>>,
+    /// Cut the bodies of these reads short too (after half their bytes).
+    pub truncate_reads: Mutex<Option<std::ops::RangeInclusive<usize>>>,
+    /// Answer the n-th read for only the first half of the range asked (a server that
+    /// serves less than asked, its answer consistent with itself).
+    pub short_answer: Mutex<Option<usize>>,
 }
 
 impl Hooks {
@@ -88,8 +93,29 @@ impl Backend for Hooked {
                 .await?;
         }
         let mut res = self.inner.get(key, opts).await?;
+        if *self.hooks.short_answer.lock().unwrap() == Some(n) {
+            let half = (res.range.end - res.range.start) / 2;
+            let short = res.range.start..res.range.start + half;
+            res = self
+                .inner
+                .get(
+                    key,
+                    &GetOptions {
+                        range: Some(cloudstore::ByteRange::Bounded(short)),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
         self.hooks.served.lock().unwrap().push(res.range.clone());
-        if *self.hooks.truncate_get.lock().unwrap() == Some(n) {
+        let cut_too = self
+            .hooks
+            .truncate_reads
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|r| r.contains(&n));
+        if cut_too || *self.hooks.truncate_get.lock().unwrap() == Some(n) {
             let all = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
             let half = (res.range.end - res.range.start) as usize / 2;
             let bytes: Vec<Bytes> = futures::StreamExt::collect::<Vec<_>>(all)
@@ -103,15 +129,15 @@ impl Backend for Hooked {
             ))]));
         }
         let slow = *self.hooks.slow_body.lock().unwrap();
-        if let Some(pause) = slow {
+        if let Some((pause, piece)) = slow {
             use futures::StreamExt;
             let body = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
             res.body = body
-                .flat_map(|chunk| {
+                .flat_map(move |chunk| {
                     let pieces: Vec<cloudstore::Result<Bytes>> = match chunk {
                         Ok(c) => (0..c.len())
-                            .step_by(1024)
-                            .map(|i| Ok(c.slice(i..(i + 1024).min(c.len()))))
+                            .step_by(piece)
+                            .map(move |i| Ok(c.slice(i..(i + piece).min(c.len()))))
                             .collect(),
                         Err(e) => vec![Err(e)],
                     };
