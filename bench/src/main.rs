@@ -801,7 +801,7 @@ fn table(header: &str, rows: &[Row], skipped: &[(Target, String)]) -> String {
         );
     }
     t.push_str(&format!(
-        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses {} MiB parts (chunks, ranges) and 8 in flight. The three rows that compare observability on and off (unsigned; recorder and subscriber on; no observability layer) run interleaved, one run of each per round, at least 9 rounds.\n",
+        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses {} MiB parts (chunks, ranges) and 8 in flight. The three rows that compare observability on and off (unsigned; recorder and subscriber on; no observability layer) run interleaved, one run of each per round, at least 9 rounds; so do the uploads to memory and fs, one run of each client per round.\n",
         part_size() >> 20
     ));
     t.push_str(&targets(rows));
@@ -1227,6 +1227,25 @@ fn runner_main(args: &[String]) -> R<bool> {
         let sink_url = wan_urls.get(&target).unwrap_or(&direct_url).clone();
         let trio =
             target == Target::Sink && OBSERVABILITY_TRIO.iter().all(|c| client_wanted(target, *c));
+        // Memory and fs uploads swing with the kernel (fresh pages, the page cache; see the
+        // README): their uploaders run interleaved, one run of each per round, so that no
+        // client gets only the quiet or only the busy minutes.
+        if matches!(target, Target::Memory | Target::Fs) {
+            let uploaders: Vec<Client> = target
+                .clients()
+                .into_iter()
+                .filter(|(c, why)| why.is_none() && c.uploads() && client_wanted(target, *c))
+                .map(|(c, _)| c)
+                .collect();
+            if uploaders.len() > 1 {
+                let all = run_interleaved(
+                    &exe, target, &uploaders, true, mib, runs, &scratch, &sink_url,
+                );
+                for (c, o) in uploaders.iter().zip(all) {
+                    precomputed.insert((*c, true), o);
+                }
+            }
+        }
         for (client, reason) in target.clients() {
             if !client_wanted(target, client) {
                 continue;
