@@ -40,6 +40,14 @@ fn config(part: u64, concurrency: usize) -> TransferConfig {
     }
 }
 
+/// The whole object `key` read back through the store's reader.
+async fn read_back(store: &Store, key: &str) -> Vec<u8> {
+    let mut read = Vec::new();
+    let mut reader = store.reader(key).await.unwrap();
+    reader.read_to_end(&mut read).await.unwrap();
+    read
+}
+
 fn hooked(caps: Capabilities, cfg: TransferConfig) -> (Store, Arc<Hooks>) {
     let hooks = Arc::new(Hooks::default());
     let backend = Hooked {
@@ -317,10 +325,7 @@ async fn files_upload_in_parallel_and_download_back() {
     let leftovers: Vec<_> = std::fs::read_dir(dst.parent().unwrap()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
 
-    let mut reader = store.reader("file").await.unwrap();
-    let mut read = Vec::new();
-    reader.read_to_end(&mut read).await.unwrap();
-    assert_eq!(read, body);
+    assert_eq!(read_back(&store, "file").await, body);
 }
 
 #[tokio::test]
@@ -444,14 +449,7 @@ async fn empty_objects_upload_and_download() {
     let dst = dir.path().join("empty");
     store.download_file("empty", &dst).await.unwrap();
     assert_eq!(std::fs::read(&dst).unwrap().len(), 0);
-    let mut body = Vec::new();
-    store
-        .reader("empty")
-        .await
-        .unwrap()
-        .read_to_end(&mut body)
-        .await
-        .unwrap();
+    let body = read_back(&store, "empty").await;
     assert!(body.is_empty());
 }
 
@@ -595,14 +593,7 @@ async fn a_read_cut_short_is_retried_without_duplicating_bytes() {
         let body = data(10_000, 16);
         store.put("cut", body.clone()).await.unwrap();
         *hooks.truncate_get.lock().unwrap() = Some(2);
-        let mut read = Vec::new();
-        store
-            .reader("cut")
-            .await
-            .unwrap()
-            .read_to_end(&mut read)
-            .await
-            .unwrap();
+        let read = read_back(&store, "cut").await;
         assert!(
             read == body,
             "adapt {adapt}: read {} bytes, expected {}",
@@ -755,14 +746,7 @@ async fn a_long_stream_survives_cuts_and_short_answers_that_make_progress() {
         hooks.served.lock().unwrap().clear();
         *hooks.truncate_reads.lock().unwrap() = cuts.clone();
         *hooks.short_answer.lock().unwrap() = short;
-        let mut read = Vec::new();
-        store
-            .reader("long")
-            .await
-            .unwrap()
-            .read_to_end(&mut read)
-            .await
-            .unwrap();
+        let read = read_back(&store, "long").await;
         assert!(
             read == body,
             "cuts {cuts:?}, short {short:?}: read {} bytes of {}",
@@ -999,14 +983,7 @@ async fn a_long_round_trip_splits_parts_and_ranges_within_the_same_memory() {
         }
 
         hooks.served.lock().unwrap().clear();
-        let mut read = Vec::new();
-        store
-            .reader("obj")
-            .await
-            .unwrap()
-            .read_to_end(&mut read)
-            .await
-            .unwrap();
+        let read = read_back(&store, "obj").await;
         assert!(read == body, "{what}: the bytes read back differ");
         let served: Vec<u64> = hooks
             .served

@@ -478,36 +478,30 @@ impl Runner {
     /// Reads the object and discards it; returns the bytes read.
     async fn download(&self, case: &Case) -> R<u64> {
         let key = case.key();
-        let mut total = 0u64;
-        match self {
+        Ok(match self {
             Runner::Cloudstore(store) if case.client == Client::CloudstoreDownloadFile => {
                 let path = case.scratch.join("download_file.bin");
                 let meta = store.download_file(&key, &path).await?;
-                total = std::fs::metadata(&path)?.len();
+                let total = std::fs::metadata(&path)?.len();
                 std::fs::remove_file(&path)?;
                 if total != meta.size {
                     return Err("download_file wrote a short file".into());
                 }
+                total
             }
             Runner::Cloudstore(store) if case.client == Client::CloudstoreGet => {
-                let mut body = store.get(&key).await?.into_checked_stream();
-                while let Some(chunk) = body.try_next().await? {
-                    total += chunk.len() as u64;
-                }
+                let body = store.get(&key).await?.into_checked_stream();
+                consume(case, body.map_err(BoxError::from).boxed()).await?
             }
             // Owned chunks, as the peers' rows take them (no copy into a buffer).
             Runner::Cloudstore(store) => {
-                let mut body = store.reader(&key).await?.into_stream();
-                while let Some(chunk) = body.try_next().await? {
-                    total += chunk.len() as u64;
-                }
+                let body = store.reader(&key).await?.into_stream();
+                consume(case, body.map_err(BoxError::from).boxed()).await?
             }
             Runner::ObjectStore(store) if case.client == Client::ObjectStoreDefaults => {
                 let path = object_store::path::Path::from(key.as_str());
-                let mut body = store.get(&path).await?.into_stream();
-                while let Some(chunk) = body.try_next().await? {
-                    total += chunk.len() as u64;
-                }
+                let body = store.get(&path).await?.into_stream();
+                consume(case, body.map_err(BoxError::from).boxed()).await?
             }
             Runner::ObjectStore(store) => {
                 let path = object_store::path::Path::from(key.as_str());
@@ -522,13 +516,11 @@ impl Runner {
                     })
                     .buffered(CONCURRENCY)
                     .map_err(BoxError::from);
-                total = consume(case, parts.boxed()).await?;
+                consume(case, parts.boxed()).await?
             }
             Runner::OpenDal(op) if case.client == Client::OpenDalDefaults => {
-                let mut stream = op.reader(&key).await?.into_bytes_stream(..).await?;
-                while let Some(chunk) = stream.try_next().await? {
-                    total += chunk.len() as u64;
-                }
+                let stream = op.reader(&key).await?.into_bytes_stream(..).await?;
+                consume(case, stream.map_err(BoxError::from).boxed()).await?
             }
             Runner::OpenDal(op) => {
                 let stream = op
@@ -539,14 +531,13 @@ impl Runner {
                     .into_bytes_stream(..)
                     .await?
                     .map_err(BoxError::from);
-                total = consume(case, stream.boxed()).await?;
+                consume(case, stream.boxed()).await?
             }
-        }
-        Ok(total)
+        })
     }
 }
 
-/// Counts a peer's download, or for the file rows writes it in order into a file (each
+/// Counts a streamed download (every client's but `download_file`), or for the peers' file rows writes it in order into a file (each
 /// chunk one blocking write, as tokio's `File` would copy it into a buffer of its own
 /// first), syncs it and removes it: what a user of that crate would write for a file.
 async fn consume(case: &Case, mut chunks: futures::stream::BoxStream<'_, R<Bytes>>) -> R<u64> {

@@ -57,11 +57,12 @@ trait RangeSink: Send {
     fn accept(&mut self, chunk: Bytes) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// Where a range is in its fetch: the answer being read, the bytes received, the attempt.
+/// One range of a version in its fetch, in order, retrying what can be retried: after a cut
+/// body the next attempt asks only for the bytes not yet received. Where a range is: the
+/// answer being read (`first`: one already received, the read's opening request), the
+/// bytes received, the attempt. A replaced object gives `PreconditionFailed`.
 struct RangeFetch {
-    store: Store,
-    key: Key,
-    etag: Option<String>,
+    version: Version,
     range: Range<u64>,
     /// An answer already received for this range (the read's opening request).
     first: Option<GetResult>,
@@ -92,21 +93,17 @@ impl RangeFetch {
                 }
                 self.failed_at = self.got;
             }
+            let store = &self.version.store;
+            let cfg = &store.transfer().config;
             match result {
                 Err(e)
                     if e.is_retryable()
-                        && self.attempt
-                            < self
-                                .store
-                                .transfer()
-                                .config
-                                .attempts_over(self.store.backend().as_ref()) =>
+                        && self.attempt < cfg.attempts_over(store.backend().as_ref()) =>
                 {
-                    crate::observe::retry(self.store.backend_name(), Op::Get, e.kind());
-                    tracing::debug!(key = %self.key, attempt = self.attempt, got = self.got, error = %e, "going on with a range");
+                    crate::observe::retry(store.backend_name(), Op::Get, e.kind());
+                    tracing::debug!(key = %self.version.key, attempt = self.attempt, got = self.got, error = %e, "going on with a range");
                     self.body = None;
-                    tokio::time::sleep(backoff(self.store.transfer().config.backoff, self.attempt))
-                        .await;
+                    tokio::time::sleep(backoff(cfg.backoff, self.attempt)).await;
                     self.attempt += 1;
                 }
                 Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
@@ -119,13 +116,14 @@ impl RangeFetch {
 
     /// The error of a read whose object was replaced under it.
     fn replaced(&self, why: &str) -> Error {
+        let v = &self.version;
         Error::new(
             ErrorKind::PreconditionFailed,
             Op::Get,
-            self.store.backend_name(),
+            v.store.backend_name(),
             why,
         )
-        .with_key(self.key.as_str())
+        .with_key(v.key.as_str())
     }
 
     /// One step of the current attempt: opens the range's answer if none is open (pinned
@@ -141,15 +139,16 @@ impl RangeFetch {
                             range: Some(ByteRange::Bounded(
                                 self.range.start + self.got..self.range.end,
                             )),
-                            if_match: self.etag.clone(),
+                            if_match: self.version.etag.clone(),
                             ..Default::default()
                         };
-                        let get = self.store.backend().get(&self.key, &opts);
+                        let get = self.version.store.backend().get(&self.version.key, &opts);
                         crate::observe::attempt(self.attempt, get).await?
                     }
                 };
                 // A server that ignores If-Match must not slip another version in.
-                if let (Some(want), Some(got)) = (self.etag.as_deref(), res.meta.etag.as_deref())
+                if let (Some(want), Some(got)) =
+                    (self.version.etag.as_deref(), res.meta.etag.as_deref())
                     && want != got
                 {
                     return Err(self.replaced("a range came from another version of the object"));
@@ -165,17 +164,14 @@ impl RangeFetch {
             // An answer for fewer bytes than asked ends the body early but whole.
             None if self.got < self.range.end - self.range.start => {
                 self.body = None;
+                let (got, len) = (self.got, self.range.end - self.range.start);
                 Err(Error::new(
                     ErrorKind::Other,
                     Op::Get,
-                    self.store.backend_name(),
-                    format!(
-                        "the range ended after {} of {} bytes",
-                        self.got,
-                        self.range.end - self.range.start
-                    ),
+                    self.version.store.backend_name(),
+                    format!("the range ended after {got} of {len} bytes"),
                 )
-                .with_key(self.key.as_str())
+                .with_key(self.version.key.as_str())
                 .with_retryable(true))
             }
             None => {
@@ -185,9 +181,7 @@ impl RangeFetch {
             }
         }
     }
-}
 
-impl RangeFetch {
     /// The range as a stream inside `span`, which gets the outcome.
     fn into_stream(self, span: tracing::Span) -> ByteStream {
         futures::stream::try_unfold(self, move |mut fetch| {
@@ -204,54 +198,17 @@ impl RangeFetch {
         })
         .boxed()
     }
-}
 
-/// The bytes of one range of the version `etag`, in order, retrying what can be retried:
-/// after a cut body the next attempt asks only for the bytes not yet received. `first` is
-/// an answer already received for this range (the read's opening request). A replaced
-/// object gives `PreconditionFailed`.
-fn range_stream(
-    store: &Store,
-    key: &Key,
-    etag: Option<&str>,
-    range: Range<u64>,
-    first: Option<GetResult>,
-) -> RangeFetch {
-    RangeFetch {
-        _in_flight: crate::observe::InFlight::new(
-            store.backend_name(),
-            crate::observe::Direction::Receive,
-        ),
-        store: store.clone(),
-        key: key.clone(),
-        etag: etag.map(str::to_string),
-        range,
-        first,
-        body: None,
-        got: 0,
-        attempt: 1,
-        failed_at: 0,
-        done: false,
+    /// Reads the range into `sink`; where the bytes go failing (a full disk) is not the
+    /// network's fault, so it is not retried.
+    async fn into_sink(mut self, sink: &mut impl RangeSink) -> Result<()> {
+        while let Some(chunk) = self.next().await? {
+            sink.accept(chunk)
+                .await
+                .map_err(|e| e.with_retryable(false))?;
+        }
+        Ok(())
     }
-}
-
-/// Reads one range (see [`range_stream`]) into `sink`; where the bytes go failing (a full
-/// disk) is not the network's fault, so it is not retried.
-async fn fetch_range(
-    store: &Store,
-    key: &Key,
-    etag: Option<&str>,
-    range: Range<u64>,
-    first: Option<GetResult>,
-    sink: &mut impl RangeSink,
-) -> Result<()> {
-    let mut fetch = range_stream(store, key, etag, range, first);
-    while let Some(chunk) = fetch.next().await? {
-        sink.accept(chunk)
-            .await
-            .map_err(|e| e.with_retryable(false))?;
-    }
-    Ok(())
 }
 
 /// Removes a temporary file unless it was renamed into place.
@@ -515,10 +472,15 @@ impl Store {
 
         let done = Arc::new(AtomicU64::new(0));
         let parts = Arc::new(AtomicU64::new(0));
-        let etag = meta.etag.clone();
+        let version = Version {
+            store: self.clone(),
+            key: k.clone(),
+            etag: meta.etag.clone(),
+        };
         let results: Vec<(u64, Running)> = futures::stream::iter(plan)
             .map(|(r, opened, range)| {
-                let (store, k, etag) = (self.clone(), k.clone(), etag.clone());
+                let k = k.clone();
+                let fetch = version.range(r.clone(), opened);
                 let mut sink = WriteAt {
                     file: file.clone(),
                     at: r.start,
@@ -532,7 +494,7 @@ impl Store {
                 };
                 crate::observe::traced(range, async move {
                     let offset = r.start;
-                    fetch_range(&store, &k, etag.as_deref(), r, opened, &mut sink).await?;
+                    fetch.into_sink(&mut sink).await?;
                     sink.parts.fetch_add(1, Ordering::Relaxed);
                     sink.flush().await.map_err(|e| e.with_key(k.as_str()))?;
                     Ok::<_, Error>((offset, sink.crc))
@@ -599,7 +561,7 @@ impl Store {
                 })),
             // Near the store, the opening answer streams on while its speed decides how
             // the rest is read.
-            Some(head) if near && from < meta.size => {
+            Some(head) if near => {
                 let rest = (
                     from..meta.size,
                     cfg.part_size.max(1),
@@ -667,7 +629,20 @@ const MIN_PROBE: Duration = Duration::from_millis(2);
 impl Version {
     /// A fetch of `r`, going on from `first` if that answer is already open.
     fn range(&self, r: Range<u64>, first: Option<GetResult>) -> RangeFetch {
-        range_stream(&self.store, &self.key, self.etag.as_deref(), r, first)
+        RangeFetch {
+            _in_flight: crate::observe::InFlight::new(
+                self.store.backend_name(),
+                crate::observe::Direction::Receive,
+            ),
+            version: self.clone(),
+            range: r,
+            first,
+            body: None,
+            got: 0,
+            attempt: 1,
+            failed_at: 0,
+            done: false,
+        }
     }
 
     /// The planned ranges one after another, each streamed as it arrives.
@@ -740,9 +715,9 @@ impl Version {
                             };
                             Some((Ok(chunk), then))
                         }
-                        // The whole head arrived before the deadline.
+                        // The whole head arrived before the deadline (its span gets the
+                        // outcome from the rest's stream, which starts with its end).
                         Ok(None) => {
-                            crate::observe::record_outcome(&p.head_span, &Ok::<(), Error>(()));
                             let mut rest = p.rest(true);
                             rest.next().await.map(|item| (item, Near::Then(rest)))
                         }
