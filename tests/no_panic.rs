@@ -264,11 +264,15 @@ fn no_panic_on_fs() {
     });
 }
 
+// The cloud stores come from URLs as the other suites build them, with the emulators'
+// declared gaps (`common::emulators::emulator_gaps`): SeaweedFS, for one, turns a key
+// ending in '\\' or '/' into a directory and drops its metadata, so such keys are refused
+// there instead of compared.
+
 #[test]
 fn no_panic_on_seaweedfs() {
-    let bucket = common::env("CLOUDSTORE_TEST_S3_BUCKET");
     run("seaweedfs", cases(40), || {
-        Store::from_url(&format!("s3://{bucket}"), &StoreOptions::new()).unwrap()
+        common::emulators::s3_store("s3").unwrap()
     });
 }
 
@@ -280,22 +284,20 @@ fn no_panic_on_moto() {
         .with("allow_http", "true")
         .with("max_retries", "0");
     run("moto", cases(40), || {
-        Store::from_url(&format!("s3://{bucket}"), &options).unwrap()
+        common::emulators::url_store("s3_moto", &format!("s3://{bucket}"), &options).unwrap()
     });
 }
 
 #[test]
 fn no_panic_on_azurite() {
-    let container = common::env("CLOUDSTORE_TEST_AZURE_CONTAINER");
     run("azurite", cases(40), || {
-        Store::from_url(&format!("az://{container}"), &StoreOptions::new()).unwrap()
+        common::emulators::azure_store().unwrap()
     });
 }
 
 #[test]
 fn no_panic_on_fake_gcs() {
-    let bucket = common::env("CLOUDSTORE_TEST_GCS_BUCKET");
     run("fake-gcs", cases(40), || {
-        Store::from_url(&format!("gs://{bucket}"), &StoreOptions::new()).unwrap()
+        common::emulators::gcs_store().unwrap()
     });
 }
