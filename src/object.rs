@@ -309,11 +309,22 @@ fn unix_secs(t: SystemTime) -> i64 {
 }
 
 /// The bytes of a write: one or more [`Bytes`] chunks sent as they are, without copying.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Payload {
     chunks: Vec<Bytes>,
     len: u64,
+    /// The CRC64-NVME of the bytes, when the code that gathered them computed it on the
+    /// way in (the upload engine does, for stores that send it); not part of equality.
+    crc64nvme: Option<u64>,
 }
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.chunks == other.chunks
+    }
+}
+
+impl Eq for Payload {}
 
 impl Payload {
     /// An empty payload.
@@ -326,7 +337,26 @@ impl Payload {
         if !chunk.is_empty() {
             self.len += chunk.len() as u64;
             self.chunks.push(chunk);
+            self.crc64nvme = None;
         }
+    }
+
+    /// Records the CRC64-NVME of the bytes as they are now, computed by the caller while
+    /// it gathered them (a later [`push`](Self::push) forgets it).
+    pub(crate) fn set_crc64nvme(&mut self, crc: u64) {
+        self.crc64nvme = Some(crc);
+    }
+
+    /// The CRC64-NVME of the bytes: the recorded one, else computed over the chunks.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    pub(crate) fn crc64nvme(&self) -> u64 {
+        self.crc64nvme.unwrap_or_else(|| {
+            let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+            for c in &self.chunks {
+                digest.update(c);
+            }
+            digest.finalize()
+        })
     }
 
     /// Total length in bytes.

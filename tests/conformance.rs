@@ -56,6 +56,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         abort_discards_parts: true,
         complete_metadata: false,
         native_checksum: false,
+        sends_crc64nvme: false,
         parallel_parts: false,
     }
 }

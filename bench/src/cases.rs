@@ -265,6 +265,14 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
     if case.client.unsigned() {
         opts.set("unsigned_payload", "true");
     }
+    // Checksums off means S3's CRC64-NVME per write too, not only the transfer engine's.
+    let s3 = matches!(
+        case.target,
+        Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 | Target::SeaweedFs
+    );
+    if s3 && case.client == Client::CloudstoreUnsignedNoCrc {
+        opts.set("checksum_algorithm", "none");
+    }
     let store = match case.target {
         Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 => {
             for (k, v) in [

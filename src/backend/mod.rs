@@ -141,6 +141,12 @@ pub struct Capabilities {
     /// Whether [`Backend::native_checksum`] asks the service (a request); where false it
     /// answers `None` without one.
     pub native_checksum: bool,
+    /// Whether every write (a PUT, each part) carries a CRC64-NVME of its bytes that the
+    /// service checks (S3 with `checksum_algorithm=crc64nvme`, the default). The streaming
+    /// [`Upload`](crate::Upload) then computes it as the bytes come in, while they are
+    /// still in the CPU caches, instead of the backend reading every part again before it
+    /// sends it.
+    pub sends_crc64nvme: bool,
     /// Whether parts sent side by side go faster than one at a time: true for network
     /// stores. False for a local directory, where one writer keeps the page cache busy and
     /// parts held in flight only leave the CPU caches before they are written; the
@@ -177,6 +183,7 @@ impl Capabilities {
             dot_segments_in_keys: true,
             list_start_after: true,
             native_checksum: false,
+            sends_crc64nvme: false,
             parallel_parts: true,
         }
     }

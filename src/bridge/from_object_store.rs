@@ -83,6 +83,7 @@ fn base_capabilities() -> Capabilities {
         dot_segments_in_keys: false,
         list_start_after: true,
         native_checksum: false,
+        sends_crc64nvme: false,
         parallel_parts: true,
     }
 }

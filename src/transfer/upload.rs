@@ -41,6 +41,10 @@ struct Engine {
     sizer: Option<PartSizer>,
     upload_id: Option<UploadId>,
     current: Payload,
+    /// The CRC64-NVME of `current` so far, where the store sends one with every write
+    /// ([`Capabilities::sends_crc64nvme`](crate::Capabilities::sends_crc64nvme)): computed
+    /// as the bytes come in, while they are still in the CPU caches.
+    current_crc64: Option<crc_fast::Digest>,
     current_target: u64,
     reservation: Option<Reservation>,
     next_part: u32,
@@ -75,6 +79,10 @@ impl Engine {
         let cfg = &store.transfer().config;
         let local_units = cfg.upload_memory.div_ceil(UNIT).max(1);
         let span = store.op_span("upload", store.relative(key.clone()).as_str());
+        let current_crc64 = store
+            .capabilities()
+            .sends_crc64nvme
+            .then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme));
         Engine {
             span,
             local: Arc::new(Semaphore::new(local_units as usize)),
@@ -87,6 +95,7 @@ impl Engine {
             sizer: None,
             upload_id: None,
             current: Payload::new(),
+            current_crc64,
             current_target: 0,
             reservation: None,
             next_part: 1,
@@ -170,9 +179,22 @@ impl Engine {
             }
             let room = (self.current_target - self.current.len()) as usize;
             let take = room.min(data.len());
-            self.current.push(data.split_to(take));
+            let piece = data.split_to(take);
+            if let Some(digest) = &mut self.current_crc64 {
+                digest.update(&piece);
+            }
+            self.current.push(piece);
         }
         Ok(())
+    }
+
+    /// The bytes gathered so far, with their CRC64-NVME where it was computed.
+    fn take_current(&mut self) -> Payload {
+        let mut payload = std::mem::take(&mut self.current);
+        if let Some(digest) = &mut self.current_crc64 {
+            payload.set_crc64nvme(digest.finalize_reset());
+        }
+        payload
     }
 
     fn closed_error(&self) -> Error {
@@ -226,7 +248,7 @@ impl Engine {
             .acquire_owned()
             .await
             .map_err(|_| self.closed_error())?;
-        let payload = std::mem::take(&mut self.current);
+        let payload = self.take_current();
         let reservation = self.reservation.take();
         let number = PartNumber::new(self.next_part)?;
         self.next_part += 1;
@@ -297,7 +319,7 @@ impl Engine {
                 let crc = crc_of_payload(&self.current);
                 opts.metadata.insert(CHECKSUM_METADATA.into(), crc.to_hex());
             }
-            let payload = std::mem::take(&mut self.current);
+            let payload = self.take_current();
             let size = payload.len();
             self.reservation = None;
             let meta = self.put_with_retries(payload, &opts).await?;

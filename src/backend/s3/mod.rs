@@ -112,6 +112,7 @@ pub fn s3_capabilities() -> Capabilities {
         complete_metadata: false,
         // HEAD with x-amz-checksum-mode reads the stored CRC64-NVME.
         native_checksum: true,
+        sends_crc64nvme: true,
         ..Capabilities::s3_like()
     }
 }
@@ -192,6 +193,7 @@ impl S3Backend {
         let mut backend = Self::from_builder(builder)?;
         backend.copy_part = copy_part;
         backend.checksum = native_checksum;
+        backend.caps.sends_crc64nvme = native_checksum;
         Ok(backend)
     }
 
@@ -290,14 +292,10 @@ fn encryption_headers(b: &AmazonS3Builder) -> Result<Vec<(http::HeaderName, http
     Ok(out)
 }
 
-/// CRC64-NVME of the chunks, as S3's checksum header carries it.
-fn crc64nvme(chunks: &[Bytes]) -> String {
+/// CRC64-NVME of a write's bytes, as S3's checksum header carries it.
+fn crc64nvme(data: &Payload) -> String {
     use base64::Engine;
-    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
-    for c in chunks {
-        digest.update(c);
-    }
-    base64::prelude::BASE64_STANDARD.encode(digest.finalize().to_be_bytes())
+    base64::prelude::BASE64_STANDARD.encode(data.crc64nvme().to_be_bytes())
 }
 
 /// An id with a `/`, a `?` or nothing in it was never issued by a service: no such
@@ -336,7 +334,7 @@ impl S3Backend {
             opts,
         )?;
         if self.checksum {
-            req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(data.chunks()))?;
+            req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(&data))?;
         }
         let req = req.body(data);
         let resp = self
@@ -579,7 +577,7 @@ impl S3Backend {
         let q = query(&[("partNumber", &n), ("uploadId", &upload.0)]);
         let mut req = self.request(op, key, Method::PUT, Some(&q))?;
         if self.checksum {
-            req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(data.chunks()))?;
+            req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(&data))?;
         }
         let resp = self.client.send(req.body(data)).await?;
         let headers = resp.headers();
