@@ -266,10 +266,7 @@ pub fn cloudstore_store(case: &Case) -> R<cloudstore::Store> {
         opts.set("unsigned_payload", "true");
     }
     // Checksums off means S3's CRC64-NVME per write too, not only the transfer engine's.
-    let s3 = matches!(
-        case.target,
-        Target::Sink | Target::Wan0 | Target::Wan20 | Target::Wan80 | Target::SeaweedFs
-    );
+    let s3 = case.target.is_sink() || case.target == Target::SeaweedFs;
     if s3 && case.client == Client::CloudstoreUnsignedNoCrc {
         opts.set("checksum_algorithm", "none");
     }
