@@ -263,6 +263,48 @@ async fn a_corrupted_file_under_fs_is_detected_on_download() {
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
 }
 
+/// The writer checksums its input as it copies it, continuing each part's CRC64-NVME and the
+/// object's CRC32C across chunks; writes of odd sizes, flushes and owned chunks in between
+/// must still give every part the checksum of its bytes (S3 refuses a part whose
+/// CRC64-NVME is wrong) and the object the CRC32C of the whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_writes_carry_the_checksums_of_their_bytes_on_every_cloud() {
+    for store in clouds() {
+        let name = store.backend_name().to_string();
+        let body = data(3 * PART as usize + 4321, 11);
+        let mut up = store.writer("mixed", &PutOptions::default()).unwrap();
+        let (head, rest) = body.split_at(PART as usize / 2 + 99);
+        for piece in head.chunks(333_333) {
+            up.write_all(piece).await.unwrap();
+        }
+        up.flush().await.unwrap();
+        let (owned, rest) = rest.split_at(3 * (1 << 20) / 2);
+        up.write_bytes(Bytes::copy_from_slice(owned)).await.unwrap();
+        for piece in rest.chunks(1_000_003) {
+            up.write_all(piece).await.unwrap();
+        }
+        let meta = up.finish().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(meta.size, body.len() as u64, "{name}");
+        assert!(
+            store.get_bytes("mixed").await.unwrap() == body,
+            "{name}: bytes differ"
+        );
+        if store.capabilities().complete_metadata {
+            assert_eq!(
+                store
+                    .head("mixed")
+                    .await
+                    .unwrap()
+                    .crc32c
+                    .map(|c| format!("{c:08x}")),
+                Some(crc_hex(&body)),
+                "{name}"
+            );
+        }
+        store.delete("mixed").await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_streamed_uploads_are_verified_by_the_native_checksum() {
     let dir = tempfile::tempdir().unwrap();

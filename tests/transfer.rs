@@ -112,6 +112,36 @@ async fn odd_writes_become_parts_uploaded_in_parallel() {
 }
 
 #[tokio::test]
+async fn the_checksum_covers_flushes_and_owned_chunks_between_writes() {
+    for part in [4096, 5000, 1 << 16] {
+        let (store, _) = hooked(small_caps(), config(part, 3));
+        let body = data(300_001, 9);
+        let mut up = store.writer("mixed", &PutOptions::default()).unwrap();
+        let (head, rest) = body.split_at(12_345);
+        for piece in head.chunks(1000) {
+            up.write_all(piece).await.unwrap();
+        }
+        up.flush().await.unwrap();
+        let (owned, rest) = rest.split_at(70_000);
+        up.write_bytes(Bytes::copy_from_slice(owned)).await.unwrap();
+        for piece in rest.chunks(9_999) {
+            up.write_all(piece).await.unwrap();
+            if piece[0] % 5 == 0 {
+                up.flush().await.unwrap();
+            }
+        }
+        up.finish().await.unwrap();
+        assert_eq!(store.get_bytes("mixed").await.unwrap(), body, "part {part}");
+        let head = store.head("mixed").await.unwrap();
+        assert_eq!(
+            head.crc32c.map(|c| format!("{c:08x}")),
+            Some(crc_hex(&body)),
+            "part {part}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_size_grows_parts_to_fit_the_part_limit() {
     // 8 parts at most, 1 KiB to 64 KiB each: 250 KiB only fits if parts grow.
     let caps = Capabilities {

@@ -348,13 +348,6 @@ fn run_case(
     aggregate(outcomes)
 }
 
-/// The clients whose rows compare observability on and off (issue 12), run interleaved.
-const OBSERVABILITY_TRIO: [Client; 3] = [
-    Client::CloudstoreUnsigned,
-    Client::CloudstoreRecorded,
-    Client::CloudstoreBare,
-];
-
 /// Runs `clients` in rounds (one run of each per round), so that a machine that drifts
 /// during the benchmark drifts under all of them alike; one outcome per client.
 #[allow(clippy::too_many_arguments)]
@@ -801,7 +794,7 @@ fn table(header: &str, rows: &[Row], skipped: &[(Target, String)]) -> String {
         );
     }
     t.push_str(&format!(
-        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses {} MiB parts (chunks, ranges) and 8 in flight. The three rows that compare observability on and off (unsigned; recorder and subscriber on; no observability layer) run interleaved, one run of each per round, at least 9 rounds; so do the uploads to memory and fs, one run of each client per round, at least 9 rounds.\n",
+        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses {} MiB parts (chunks, ranges) and 8 in flight. The sink's clients (both directions) and the uploads to memory and fs run interleaved, one run of each client per round, at least 9 rounds: one run of the same case swings 2-3x on a small machine.\n",
         part_size() >> 20
     ));
     t.push_str(&targets(rows));
@@ -1227,31 +1220,38 @@ fn runner_main(args: &[String]) -> R<bool> {
         }
         rt.block_on(clean(target, mib, &scratch));
         let sink_url = wan_urls.get(&target).unwrap_or(&direct_url).clone();
-        let trio =
-            target == Target::Sink && OBSERVABILITY_TRIO.iter().all(|c| client_wanted(target, *c));
-        // Memory and fs uploads swing with the kernel (fresh pages, the page cache; see the
-        // README): their uploaders run interleaved, one run of each per round, so that no
-        // client gets only the quiet or only the busy minutes.
-        if matches!(target, Target::Memory | Target::Fs) {
-            let uploaders: Vec<Client> = target
+        // On the machine's own targets one run of the same case swings 2-3x with the
+        // kernel (fresh pages, the page cache, the in-process sink sharing the cores; see
+        // the README): their clients run interleaved, one run of each per round and at least
+        // 9 rounds, so that no client gets only the quiet or only the busy minutes. Uploads
+        // to memory and fs, and both directions at the sink.
+        let interleaved: &[bool] = match target {
+            Target::Sink => &[true, false],
+            Target::Memory | Target::Fs => &[true],
+            _ => &[],
+        };
+        for &upload in interleaved {
+            let group: Vec<Client> = target
                 .clients()
                 .into_iter()
-                .filter(|(c, why)| why.is_none() && c.uploads() && client_wanted(target, *c))
+                .filter(|(c, why)| {
+                    why.is_none() && client_wanted(target, *c) && (!upload || c.uploads())
+                })
                 .map(|(c, _)| c)
                 .collect();
-            if uploaders.len() > 1 {
+            if group.len() > 1 {
                 let all = run_interleaved(
                     &exe,
                     target,
-                    &uploaders,
-                    true,
+                    &group,
+                    upload,
                     mib,
                     many_rounds,
                     &scratch,
                     &sink_url,
                 );
-                for (c, o) in uploaders.iter().zip(all) {
-                    precomputed.insert((*c, true), o);
+                for (c, o) in group.iter().zip(all) {
+                    precomputed.insert((*c, upload), o);
                 }
             }
         }
@@ -1278,23 +1278,6 @@ fn runner_main(args: &[String]) -> R<bool> {
                 }
                 let o = if let Some(o) = precomputed.remove(&(client, upload)) {
                     o
-                } else if trio && client == OBSERVABILITY_TRIO[0] {
-                    let mut all = run_interleaved(
-                        &exe,
-                        target,
-                        &OBSERVABILITY_TRIO,
-                        upload,
-                        mib,
-                        many_rounds,
-                        &scratch,
-                        &sink_url,
-                    )
-                    .into_iter();
-                    let first = all.next().expect("one outcome per client");
-                    for (c, o) in OBSERVABILITY_TRIO[1..].iter().zip(all) {
-                        precomputed.insert((*c, upload), o);
-                    }
-                    first
                 } else {
                     run_case(&exe, target, client, upload, mib, runs, &scratch, &sink_url)
                 };

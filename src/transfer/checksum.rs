@@ -28,17 +28,13 @@ impl Crc32c {
 
     /// Adds `data`.
     pub fn update(&mut self, data: &[u8]) {
-        let part = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data);
-        self.crc = if self.len == 0 {
-            part as u32
-        } else {
-            crc_fast::checksum_combine(
-                crc_fast::CrcAlgorithm::Crc32Iscsi,
-                self.crc as u64,
-                part,
-                data.len() as u64,
-            ) as u32
-        };
+        // The running register is the value before the final XOR (all ones for CRC32C).
+        let mut digest = crc_fast::Digest::new_with_init_state(
+            crc_fast::CrcAlgorithm::Crc32Iscsi,
+            u64::from(self.crc ^ u32::MAX),
+        );
+        digest.update(data);
+        self.crc = digest.finalize() as u32;
         self.len += data.len() as u64;
     }
 
@@ -216,6 +212,12 @@ mod tests {
         b.update(b"6789");
         assert_eq!(a.combine(b), c);
         assert_eq!(c.to_hex(), "e3069283");
+        // Updates continue where the last one stopped.
+        a.update(b"6789");
+        assert_eq!(a, c);
+        let mut bytewise = Crc32c::new();
+        b"123456789".iter().for_each(|x| bytewise.update(&[*x]));
+        assert_eq!(bytewise, c);
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::store::Store;
 pub(super) const UNIT: u64 = 1024;
 /// `AsyncWrite` input is gathered into chunks of this size before it joins a part.
 const STAGING: usize = 4 * 1024 * 1024;
+/// Input is copied and checksummed in blocks of this size (well within a core's L2 cache).
+const SUM_BLOCK: usize = 64 * 1024;
 
 /// Permits a part holds until it is uploaded.
 struct Reservation {
@@ -41,16 +43,15 @@ struct Engine {
     sizer: Option<PartSizer>,
     upload_id: Option<UploadId>,
     current: Payload,
-    /// The CRC64-NVME of `current` so far, where the store sends one with every write
-    /// ([`Capabilities::sends_crc64nvme`](crate::Capabilities::sends_crc64nvme)): computed
-    /// as the bytes come in, while they are still in the CPU caches.
-    current_crc64: Option<crc_fast::Digest>,
+    /// The object's CRC32C and the current part's CRC64-NVME so far, computed as the bytes
+    /// come in.
+    sums: Sums,
     current_target: u64,
     reservation: Option<Reservation>,
     next_part: u32,
-    tasks: JoinSet<Result<(PartInfo, Crc32c)>>,
-    /// Finished parts with the CRC32C of their bytes (empty when not computed).
-    parts: Vec<(PartInfo, Crc32c)>,
+    tasks: JoinSet<Result<PartInfo>>,
+    /// Finished parts.
+    parts: Vec<PartInfo>,
     /// Bytes accepted so far.
     written: u64,
     local: Arc<Semaphore>,
@@ -79,10 +80,7 @@ impl Engine {
         let cfg = &store.transfer().config;
         let local_units = cfg.upload_memory.div_ceil(UNIT).max(1);
         let span = store.op_span("upload", store.relative(key.clone()).as_str());
-        let current_crc64 = store
-            .capabilities()
-            .sends_crc64nvme
-            .then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme));
+        let sums = Sums::for_store(&store);
         Engine {
             span,
             local: Arc::new(Semaphore::new(local_units as usize)),
@@ -95,7 +93,7 @@ impl Engine {
             sizer: None,
             upload_id: None,
             current: Payload::new(),
-            current_crc64,
+            sums,
             current_target: 0,
             reservation: None,
             next_part: 1,
@@ -145,8 +143,34 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds bytes, sealing and sending parts as they fill.
-    async fn push(&mut self, mut data: Bytes) -> Result<()> {
+    /// Where the next chunk of input goes: the checksums it continues from, and how many
+    /// bytes it may hold without crossing into another part (as far as known now).
+    fn next_chunk(&mut self) -> (Known, u64) {
+        if self.reservation.is_some() && self.current.len() < self.current_target {
+            let base_len = self.current.len();
+            let known = Known {
+                sums: self.sums,
+                base_len,
+            };
+            return (known, self.current_target - base_len);
+        }
+        // The chunk starts a part.
+        let number = match self.reservation {
+            Some(_) => self.next_part.saturating_add(1),
+            None => self.next_part,
+        };
+        let room = self.sizer().split_size(number, self.split);
+        let mut sums = self.sums;
+        sums.start_part();
+        if number > 1 && !self.store.capabilities().complete_metadata {
+            sums.crc32c = None;
+        }
+        (Known { sums, base_len: 0 }, room)
+    }
+
+    /// Adds bytes, sealing and sending parts as they fill. `known`, when given, holds the
+    /// checksums of `data` as [`Engine::next_chunk`] predicted its place.
+    async fn push(&mut self, mut data: Bytes, mut known: Option<Known>) -> Result<()> {
         if self.closed {
             return Err(self.closed_error());
         }
@@ -180,8 +204,12 @@ impl Engine {
             let room = (self.current_target - self.current.len()) as usize;
             let take = room.min(data.len());
             let piece = data.split_to(take);
-            if let Some(digest) = &mut self.current_crc64 {
-                digest.update(&piece);
+            match known.take() {
+                // The whole chunk joins the part where it was predicted to.
+                Some(k) if data.is_empty() && self.current.len() == k.base_len => {
+                    self.sums.adopt(k.sums);
+                }
+                _ => self.sums.update(&piece),
             }
             self.current.push(piece);
         }
@@ -191,8 +219,8 @@ impl Engine {
     /// The bytes gathered so far, with their CRC64-NVME where it was computed.
     fn take_current(&mut self) -> Payload {
         let mut payload = std::mem::take(&mut self.current);
-        if let Some(digest) = &mut self.current_crc64 {
-            payload.set_crc64nvme(digest.finalize_reset());
+        if let Some(crc) = self.sums.end_part() {
+            payload.set_crc64nvme(crc);
         }
         payload
     }
@@ -249,6 +277,11 @@ impl Engine {
             .await
             .map_err(|_| self.closed_error())?;
         let payload = self.take_current();
+        if !self.store.capabilities().complete_metadata {
+            // The upload is multipart and its completion takes no metadata: the object's
+            // CRC32C cannot be recorded any more.
+            self.sums.crc32c = None;
+        }
         let reservation = self.reservation.take();
         let number = PartNumber::new(self.next_part)?;
         self.next_part += 1;
@@ -259,18 +292,10 @@ impl Engine {
         let progress = self.progress.clone();
         let total = self.size_hint;
         let span = crate::observe::part_span(&self.span, number.get(), payload.len());
-        // The object's CRC32C is combined from its parts' at completion, where the backend
-        // stores it; each part's is computed here, on the runtime's threads in parallel.
-        let crc_wanted = cfg.checksum && backend.capabilities().complete_metadata;
         self.tasks.spawn(crate::observe::traced(span, async move {
             let _held = (reservation, slot);
             let _in_flight =
                 crate::observe::InFlight::new(backend.name(), crate::observe::Direction::Transmit);
-            let crc = if crc_wanted {
-                crc_of_payload(&payload)
-            } else {
-                Crc32c::new()
-            };
             let info =
                 put_part_with_retries(backend.as_ref(), &key, &id, number, payload, &cfg).await?;
             let bytes = bytes_done.fetch_add(info.size, Ordering::Relaxed) + info.size;
@@ -282,7 +307,7 @@ impl Engine {
                     parts,
                 });
             }
-            Ok((info, crc))
+            Ok(info)
         }));
         Ok(())
     }
@@ -315,8 +340,7 @@ impl Engine {
         if self.upload_id.is_none() {
             // At most one part: a single PUT.
             let mut opts = self.opts.clone();
-            if checksum {
-                let crc = crc_of_payload(&self.current);
+            if let (true, Some(crc)) = (checksum, self.sums.crc32c) {
                 opts.metadata.insert(CHECKSUM_METADATA.into(), crc.to_hex());
             }
             let payload = self.take_current();
@@ -374,23 +398,21 @@ impl Engine {
             let info = joined(done, &self.store, &self.key)?;
             self.parts.push(info);
         }
-        self.parts.sort_by_key(|(p, _)| p.number);
+        self.parts.sort_by_key(|p| p.number);
         let id = self
             .upload_id
             .clone()
             .unwrap_or_else(|| UploadId(String::new()));
         let backend = self.store.backend();
         let mut extra = crate::object::Metadata::new();
-        if checksum && backend.capabilities().complete_metadata {
-            let whole = self
-                .parts
-                .iter()
-                .fold(Crc32c::new(), |acc, (_, crc)| acc.combine(*crc));
+        if let (true, Some(whole)) = (
+            checksum && backend.capabilities().complete_metadata,
+            self.sums.crc32c,
+        ) {
             extra.insert(CHECKSUM_METADATA.into(), whole.to_hex());
         }
-        let parts: Vec<PartInfo> = self.parts.iter().map(|(p, _)| p.clone()).collect();
         backend
-            .complete_multipart_with_metadata(&self.key, &id, &parts, &self.opts.mode, &extra)
+            .complete_multipart_with_metadata(&self.key, &id, &self.parts, &self.opts.mode, &extra)
             .await
     }
 
@@ -431,13 +453,72 @@ pub(super) async fn put_part_with_retries(
     }
 }
 
-/// The CRC32C of a part's bytes.
-fn crc_of_payload(payload: &Payload) -> Crc32c {
-    let mut crc = Crc32c::new();
-    for chunk in payload.chunks() {
-        crc.update(chunk);
+/// The checksums an upload computes as its bytes arrive (while they are still in the CPU
+/// caches, rather than in a second pass over parts that have left them): the object's
+/// CRC32C, where the transfer engine records it, and the current part's CRC64-NVME, where
+/// the store sends one with every write
+/// ([`Capabilities::sends_crc64nvme`](crate::Capabilities::sends_crc64nvme)). Both run on
+/// from one chunk to the next: combining CRCs costs more than computing them here.
+#[derive(Clone, Copy)]
+struct Sums {
+    crc32c: Option<Crc32c>,
+    crc64: Option<crc_fast::Digest>,
+}
+
+impl Sums {
+    fn for_store(store: &Store) -> Sums {
+        let caps = store.capabilities();
+        let recorded = caps.user_metadata || caps.complete_metadata;
+        Sums {
+            crc32c: (store.transfer().config.checksum && recorded).then(Crc32c::new),
+            crc64: caps
+                .sends_crc64nvme
+                .then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
+        }
     }
-    crc
+
+    /// Whether nothing is computed.
+    fn is_off(&self) -> bool {
+        self.crc32c.is_none() && self.crc64.is_none()
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if let Some(c) = &mut self.crc32c {
+            c.update(data);
+        }
+        if let Some(d) = &mut self.crc64 {
+            d.update(data);
+        }
+    }
+
+    /// Takes the sums a writer continued, for what is still computed.
+    fn adopt(&mut self, continued: Sums) {
+        self.crc64 = continued.crc64;
+        if self.crc32c.is_some() {
+            self.crc32c = continued.crc32c;
+        }
+    }
+
+    /// Starts the next part's CRC64-NVME (the CRC32C covers the whole object).
+    fn start_part(&mut self) {
+        if let Some(d) = &mut self.crc64 {
+            d.reset();
+        }
+    }
+
+    /// The part's CRC64-NVME, if computed, starting the next part's.
+    fn end_part(&mut self) -> Option<u64> {
+        self.crc64.as_mut().map(|d| d.finalize_reset())
+    }
+}
+
+/// A chunk's checksums, computed by the writer from where [`Engine::next_chunk`] said the
+/// chunk would go.
+#[derive(Clone, Copy)]
+struct Known {
+    sums: Sums,
+    /// How many bytes the part held before the chunk (0: the chunk starts a part).
+    base_len: u64,
 }
 
 fn joined<T>(
@@ -515,6 +596,13 @@ pub struct Upload {
     state: State,
     /// Input gathered into a chunk of [`STAGING`] bytes (a pooled buffer).
     staging: Vec<u8>,
+    /// The checksums continued over `staging`, block by block as the input is copied in
+    /// (`None`: the engine computes them when the chunk joins the upload).
+    staging_sums: Option<Known>,
+    /// The chunk is handed on at this size (at most [`STAGING`]; less where a part ends).
+    staging_limit: usize,
+    /// Whether the upload computes any checksum.
+    sums_on: bool,
     buffers: Arc<Buffers>,
     _lease: Lease,
 }
@@ -528,7 +616,11 @@ impl std::fmt::Debug for Upload {
 impl Upload {
     pub(crate) fn new(store: Store, key: Key, opts: PutOptions) -> Upload {
         let buffers = store.transfer().buffers.clone();
+        let sums_on = !Sums::for_store(&store).is_off();
         Upload {
+            staging_sums: None,
+            staging_limit: STAGING,
+            sums_on,
             state: State::Idle(Box::new(Engine::new(store, key, opts))),
             staging: Vec::new(),
             _lease: buffers.lease(),
@@ -566,7 +658,7 @@ impl Upload {
     pub async fn write_bytes(&mut self, data: Bytes) -> Result<()> {
         self.settle().await?;
         self.flush_staging().await?;
-        self.run(move |e| Box::pin(async move { e.push(data).await }))
+        self.run(move |e| Box::pin(async move { e.push(data, None).await }))
             .await
     }
 
@@ -574,8 +666,8 @@ impl Upload {
         if self.staging.is_empty() {
             return Ok(());
         }
-        let chunk = self.buffers.freeze(std::mem::take(&mut self.staging));
-        self.run(move |e| Box::pin(async move { e.push(chunk).await }))
+        let (chunk, sums) = self.take_staging();
+        self.run(move |e| Box::pin(async move { e.push(chunk, sums).await }))
             .await
     }
 
@@ -658,12 +750,30 @@ impl Upload {
         Poll::Ready(Ok(()))
     }
 
-    fn start_push(&mut self) {
+    /// The staged input as one chunk, with its checksums.
+    fn take_staging(&mut self) -> (Bytes, Option<Known>) {
         let chunk = self.buffers.freeze(std::mem::take(&mut self.staging));
+        (chunk, self.staging_sums.take())
+    }
+
+    /// Starts a staging chunk: a pooled buffer, and where the chunk will go.
+    fn begin_staging(&mut self) {
+        self.staging = self.buffers.take(STAGING);
+        self.staging_limit = STAGING;
+        self.staging_sums = None;
+        if let (true, State::Idle(engine)) = (self.sums_on, &mut self.state) {
+            let (known, room) = engine.next_chunk();
+            self.staging_sums = Some(known);
+            self.staging_limit = room.clamp(1, STAGING as u64) as usize;
+        }
+    }
+
+    fn start_push(&mut self) {
+        let (chunk, sums) = self.take_staging();
         if let State::Idle(mut engine) = std::mem::replace(&mut self.state, State::Gone) {
             let span = engine.span.clone();
             self.state = State::Busy(Box::pin(async move {
-                let r = crate::observe::in_span(&span, engine.push(chunk)).await;
+                let r = crate::observe::in_span(&span, engine.push(chunk, sums)).await;
                 (engine, r)
             }));
         }
@@ -681,15 +791,27 @@ impl AsyncWrite for Upload {
         if matches!(this.state, State::Gone) {
             return Poll::Ready(Err(io::Error::other("the upload is finished or aborted")));
         }
-        if this.staging.len() >= STAGING {
+        if this.staging.len() >= this.staging_limit {
             this.start_push();
             ready!(this.poll_busy(cx))?;
         }
         if this.staging.capacity() == 0 {
-            this.staging = this.buffers.take(STAGING);
+            this.begin_staging();
         }
-        let n = buf.len().min(STAGING - this.staging.len().min(STAGING));
-        this.staging.extend_from_slice(&buf[..n]);
+        let n = buf
+            .len()
+            .min(this.staging_limit.saturating_sub(this.staging.len()));
+        match &mut this.staging_sums {
+            // Checksummed block by block right after the copy, while the block is still in
+            // the CPU's nearest caches.
+            Some(known) => {
+                for block in buf[..n].chunks(SUM_BLOCK) {
+                    this.staging.extend_from_slice(block);
+                    known.sums.update(block);
+                }
+            }
+            None => this.staging.extend_from_slice(&buf[..n]),
+        }
         Poll::Ready(Ok(n))
     }
 
