@@ -845,6 +845,19 @@ fn targets(rows: &[Row]) -> String {
             );
         }
     }
+    // Issue 13, like for like: the peers send no checksum, so the row with checksums off
+    // counts (the line above and the table hold the cost of cloudstore's default CRC64).
+    if let (Some(m), Some(p)) = (
+        find(Target::Sink, Client::CloudstoreUnsignedNoCrc).and_then(|r| mbps(&r.up)),
+        peers(Target::Sink, true),
+    ) {
+        let _ = writeln!(
+            s,
+            "- sink upload, checksums off like the peers, >= 1.1x the best peer ({p:.0} MB/s): {m:.0} MB/s, {:.2}x: {} (issue 13)",
+            m / p,
+            yes(m >= 1.1 * p)
+        );
+    }
     // Issue 13: downloads at the sink against the best peer, and the reader's CPU against
     // one GET stream.
     let readers = [Client::Cloudstore, Client::CloudstoreUnsigned];
