@@ -10,7 +10,9 @@ use cloudstore::transfer::{Checkpoint, FileUploadOptions};
 use cloudstore::{ErrorKind, PutOptions, Store, StoreOptions, TransferConfig};
 
 mod common;
-use common::{crc_hex, data, env, eventually_no_uploads_left, hook, no_uploads_left, unique};
+use common::{
+    crc_hex, data, env, eventually_no_uploads_left, hook, no_uploads_left, recorded_crc, unique,
+};
 
 const PART: u64 = 5 * 1024 * 1024;
 
@@ -212,12 +214,7 @@ async fn an_interrupted_file_upload_resumes_on_every_cloud() {
             "{name}: resumed object differs"
         );
         assert_eq!(
-            store
-                .head("resumed")
-                .await
-                .unwrap()
-                .crc32c
-                .map(|c| format!("{c:08x}")),
+            recorded_crc(&store, "resumed").await,
             Some(crc_hex(&body)),
             "{name}"
         );
@@ -291,12 +288,7 @@ async fn mixed_writes_carry_the_checksums_of_their_bytes_on_every_cloud() {
         );
         if store.capabilities().complete_metadata {
             assert_eq!(
-                store
-                    .head("mixed")
-                    .await
-                    .unwrap()
-                    .crc32c
-                    .map(|c| format!("{c:08x}")),
+                recorded_crc(&store, "mixed").await,
                 Some(crc_hex(&body)),
                 "{name}"
             );

@@ -289,6 +289,12 @@ pub fn crc_hex(bytes: &[u8]) -> String {
     c.to_hex()
 }
 
+/// The CRC32C recorded with `key` (as [`crc_hex`] writes it), read with a HEAD.
+pub async fn recorded_crc(store: &cloudstore::Store, key: &str) -> Option<String> {
+    let head = store.head(key).await.unwrap();
+    head.crc32c.map(|c| format!("{c:08x}"))
+}
+
 /// Whether no multipart upload is in progress (on backends that can list them).
 pub async fn no_uploads_left(store: &Store) -> bool {
     match store.list_multipart_uploads(None).await {
