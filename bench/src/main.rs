@@ -1203,9 +1203,8 @@ fn runner_main(args: &[String]) -> R<bool> {
                 .iter()
                 .any(|(d, _)| *d != client && d.object_owner() == client && matches(*d))
     };
-    // The observability comparison runs more rounds: its differences are small. So do the
-    // memory and fs uploads: on this project's machine one run of the same case swings
-    // 2-3x with the kernel's fresh pages (see the README), so three rounds decide nothing.
+    // Rounds for the interleaved clients (below): one run of the same case swings 2-3x on
+    // this project's machine, so three rounds decide nothing.
     let many_rounds = runs.max(9);
     for target in Target::ALL {
         if only_small {

@@ -162,9 +162,6 @@ impl Engine {
         let room = self.sizer().split_size(number, self.split);
         let mut sums = self.sums;
         sums.start_part();
-        if number > 1 && !self.store.capabilities().complete_metadata {
-            sums.crc32c = None;
-        }
         (Known { sums, base_len: 0 }, room)
     }
 
@@ -601,8 +598,6 @@ pub struct Upload {
     staging_sums: Option<Known>,
     /// The chunk is handed on at this size (at most [`STAGING`]; less where a part ends).
     staging_limit: usize,
-    /// Whether the upload computes any checksum.
-    sums_on: bool,
     buffers: Arc<Buffers>,
     _lease: Lease,
 }
@@ -616,11 +611,9 @@ impl std::fmt::Debug for Upload {
 impl Upload {
     pub(crate) fn new(store: Store, key: Key, opts: PutOptions) -> Upload {
         let buffers = store.transfer().buffers.clone();
-        let sums_on = !Sums::for_store(&store).is_off();
         Upload {
             staging_sums: None,
             staging_limit: STAGING,
-            sums_on,
             state: State::Idle(Box::new(Engine::new(store, key, opts))),
             staging: Vec::new(),
             _lease: buffers.lease(),
@@ -761,7 +754,9 @@ impl Upload {
         self.staging = self.buffers.take(STAGING);
         self.staging_limit = STAGING;
         self.staging_sums = None;
-        if let (true, State::Idle(engine)) = (self.sums_on, &mut self.state) {
+        if let State::Idle(engine) = &mut self.state
+            && !engine.sums.is_off()
+        {
             let (known, room) = engine.next_chunk();
             self.staging_sums = Some(known);
             self.staging_limit = room.clamp(1, STAGING as u64) as usize;
