@@ -345,3 +345,61 @@ async fn s3_streamed_uploads_are_verified_by_the_native_checksum() {
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
     store.delete("native").await.unwrap();
 }
+
+/// Near the store (an emulator on this machine answers the creation of an upload within a
+/// few milliseconds), a store from `Store::from_url` sends an upload's parts after the first
+/// in smaller pieces: S3's multipart ETag counts the parts (16 MiB, then 5 MiB pieces, S3's
+/// least). With `adapt_to_latency` off they are not split. The bytes are the same either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_s3_parts_after_the_first_are_split() {
+    const MIB: u64 = 1024 * 1024;
+    let url = format!(
+        "s3://{}/{}",
+        env("CLOUDSTORE_TEST_S3_BUCKET"),
+        unique("cloud-tests/near-split")
+    );
+    let body = data(26 * MIB as usize, 12);
+    for (adapt, parts) in [(false, 2), (true, 3)] {
+        let store = Store::from_url(&url, &StoreOptions::new())
+            .unwrap()
+            .with_transfer_config(TransferConfig {
+                part_size: 16 * MIB,
+                concurrency: 2,
+                upload_memory: 64 * MIB,
+                adapt_to_latency: adapt,
+                ..Default::default()
+            });
+        // A warm connection, so that the creation's time is one round trip; a creation
+        // slowed by a busy machine is not near, so the split is given a few tries.
+        store.put("warm", Bytes::from_static(b"w")).await.unwrap();
+        let mut counted = Vec::new();
+        for _ in 0..5 {
+            let mut up = store.writer("near", &PutOptions::default()).unwrap();
+            up.write_all(&body).await.unwrap();
+            let meta = up.finish().await.unwrap();
+            assert_eq!(meta.size, body.len() as u64);
+            assert!(
+                store.get_bytes("near").await.unwrap() == body,
+                "adapt {adapt}"
+            );
+            let etag = meta.etag.unwrap_or_default();
+            let count = etag
+                .trim_matches('"')
+                .rsplit_once('-')
+                .map(|(_, n)| n.to_string());
+            counted.push(count.clone());
+            if count.as_deref() == Some(&parts.to_string()) {
+                break;
+            }
+        }
+        assert!(
+            counted.last().unwrap().as_deref() == Some(&parts.to_string()),
+            "adapt {adapt}: parts counted by the ETags {counted:?}, {parts} wanted"
+        );
+        if !adapt {
+            assert_eq!(counted.len(), 1, "not split, every time");
+        }
+        store.delete("near").await.unwrap();
+        store.delete("warm").await.unwrap();
+    }
+}

@@ -58,6 +58,7 @@ fn minimal_capabilities() -> cloudstore::Capabilities {
         native_checksum: false,
         sends_crc64nvme: false,
         parallel_parts: false,
+        create_multipart_round_trip: false,
     }
 }
 

@@ -963,46 +963,64 @@ async fn stream_uploads_take_a_size_hint_and_report_progress() {
 }
 
 /// Over a long round trip the engine sends the parts and ranges after the first in
-/// smaller pieces, more of them in flight, within the same memory; over a short one, or
-/// with `adapt_to_latency` off, it does not. (Tokio's clock is paused: the round trips
-/// cost no wall time.)
+/// smaller pieces, more of them in flight, within the same memory; near the store it sends
+/// the parts in smaller pieces with no more in flight (less memory), and reads the rest of
+/// an object in one stream; in between, with `adapt_to_latency` off, or where creating an
+/// upload is no request (no round trip to time), parts are not split. (Tokio's clock is
+/// paused: the round trips cost no wall time.)
 #[tokio::test(start_paused = true)]
-async fn a_long_round_trip_splits_parts_and_ranges_within_the_same_memory() {
+async fn the_round_trip_decides_how_parts_and_ranges_are_split() {
     const MIB: u64 = 1 << 20;
-    let caps = Capabilities {
-        min_part_size: MIB,
-        ..Capabilities::s3_like()
-    };
+    #[derive(Debug, PartialEq, Clone, Copy)]
+    enum Split {
+        Far,
+        Near,
+        No,
+    }
     // Part 1 of 8 MiB, then 6 more MiB-multiples, and a tail.
     let body = data((32 * MIB + 100) as usize, 41);
-    for (latency_ms, adapt, split) in [(160u64, true, true), (10, true, false), (160, false, false)]
-    {
+    for (latency_ms, adapt, timed, split) in [
+        (160u64, true, true, Split::Far),
+        (10, true, true, Split::No),
+        (160, false, true, Split::No),
+        (0, true, true, Split::Near),
+        (0, false, true, Split::No),
+        (160, true, false, Split::No),
+        (0, true, false, Split::No),
+    ] {
+        let caps = Capabilities {
+            min_part_size: MIB,
+            create_multipart_round_trip: timed,
+            ..Capabilities::s3_like()
+        };
         let cfg = TransferConfig {
             adapt_to_latency: adapt,
             ..config(8 * MIB, 2)
         };
-        let (store, hooks) = hooked(caps.clone(), cfg);
-        *hooks.latency.lock().unwrap() = Some(std::time::Duration::from_millis(latency_ms));
-        let what = format!("{latency_ms} ms, adapt {adapt}");
+        let (store, hooks) = hooked(caps, cfg);
+        if latency_ms > 0 {
+            *hooks.latency.lock().unwrap() = Some(std::time::Duration::from_millis(latency_ms));
+        }
+        let what = format!("{latency_ms} ms, adapt {adapt}, creation timed {timed}");
 
         let mut up = store.writer("obj", &PutOptions::default()).unwrap();
         up.write_all(&body).await.unwrap();
         up.finish().await.unwrap();
         let sizes = hooks.part_sizes.lock().unwrap().clone();
         let (later, tail) = (4 * MIB, 100);
-        let want: Vec<u64> = if split {
+        let want: Vec<u64> = if split == Split::No {
+            vec![8 * MIB, 8 * MIB, 8 * MIB, 8 * MIB, tail]
+        } else {
             std::iter::once(8 * MIB)
                 .chain(std::iter::repeat_n(later, 6))
                 .chain([tail])
                 .collect()
-        } else {
-            vec![8 * MIB, 8 * MIB, 8 * MIB, 8 * MIB, tail]
         };
         let mut got = sizes.clone();
         got.sort_unstable_by(|a, b| b.cmp(a));
         assert_eq!(got, want, "{what}: part sizes");
         let in_flight = hooks.max_in_flight.load(Ordering::SeqCst);
-        if split {
+        if split == Split::Far {
             assert!(
                 in_flight > 2 && in_flight <= 4,
                 "{what}: {in_flight} in flight"
@@ -1021,12 +1039,21 @@ async fn a_long_round_trip_splits_parts_and_ranges_within_the_same_memory() {
             .iter()
             .map(|r| r.end - r.start)
             .collect();
-        let step = if split { 4 * MIB } else { 8 * MIB };
         assert_eq!(served[0], 8 * MIB, "{what}: the opening range");
-        assert!(
-            served[1..served.len() - 1].iter().all(|&n| n == step),
-            "{what}: ranges {served:?}"
-        );
+        if adapt && latency_ms == 0 {
+            // Near the store and fast: the rest in one request.
+            assert_eq!(served, [8 * MIB, 24 * MIB + 100], "{what}");
+        } else {
+            let step = if latency_ms >= 60 && adapt {
+                4 * MIB
+            } else {
+                8 * MIB
+            };
+            assert!(
+                served[1..served.len() - 1].iter().all(|&n| n == step),
+                "{what}: ranges {served:?}"
+            );
+        }
     }
 }
 

@@ -100,6 +100,8 @@ pub fn gcs_capabilities(signing: bool) -> Capabilities {
         max_object_size: Some(5 * TIB),
         presign: signing,
         max_presign_expiry: Duration::from_secs(7 * 24 * 3600),
+        // The upload's manifest is written when it is created.
+        create_multipart_round_trip: true,
         ..Capabilities::s3_like()
     }
 }

@@ -153,6 +153,13 @@ pub struct Capabilities {
     /// streaming [`Upload`](crate::Upload) then sends each part as soon as it is full, one
     /// at a time.
     pub parallel_parts: bool,
+    /// Whether [`Backend::create_multipart`] is one request to the service (S3, GCS), so
+    /// that its time is a round trip: the streaming [`Upload`](crate::Upload) sizes its
+    /// parts after the first by it (see
+    /// [`TransferConfig::adapt_to_latency`](crate::transfer::TransferConfig::adapt_to_latency)).
+    /// False where it is local bookkeeping (Azure, whose blocks need no creation; memory;
+    /// fs).
+    pub create_multipart_round_trip: bool,
 }
 
 impl Capabilities {
@@ -185,6 +192,7 @@ impl Capabilities {
             native_checksum: false,
             sends_crc64nvme: false,
             parallel_parts: true,
+            create_multipart_round_trip: false,
         }
     }
 }

@@ -85,6 +85,8 @@ fn base_capabilities() -> Capabilities {
         native_checksum: false,
         sends_crc64nvme: false,
         parallel_parts: true,
+        // The wrapped store's creation may be a request or not.
+        create_multipart_round_trip: false,
     }
 }
 

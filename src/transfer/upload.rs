@@ -242,23 +242,29 @@ impl Engine {
             .create_multipart(&self.key, &self.opts)
             .await?;
         self.upload_id = Some(id.clone());
-        // Over a long round trip, later parts go smaller and more of them in flight, within
-        // the same memory budget.
+        // The creation's time is a round trip where it is a request: later parts go
+        // smaller, more of them in flight over a long one, as many near the store.
+        let caps = self.store.capabilities();
+        if !(caps.parallel_parts && caps.create_multipart_round_trip) {
+            return Ok(id);
+        }
         let latency = started.elapsed();
-        let split = self.store.transfer().config.split_for(latency);
+        let split = self.store.transfer().config.upload_split_for(latency);
         let sizer = self.sizer();
         let next = self.next_part.saturating_add(1);
-        let parallel = self.store.capabilities().parallel_parts;
-        if parallel && split > 1 && sizer.split_size(next, split) < sizer.size_of(next) {
-            let cfg = &self.store.transfer().config;
+        if split > 1 && sizer.split_size(next, split) < sizer.size_of(next) {
+            let near = latency < super::NEAR_LATENCY;
             tracing::debug!(
                 latency_ms = latency.as_millis() as u64,
                 split,
-                "long round trip: smaller parts, more in flight"
+                near,
+                "smaller parts after the first"
             );
             self.split = split;
-            self.slots
-                .add_permits(cfg.concurrency.max(1) * (split as usize - 1));
+            if !near {
+                let concurrency = self.store.transfer().config.concurrency.max(1);
+                self.slots.add_permits(concurrency * (split as usize - 1));
+            }
         }
         Ok(id)
     }

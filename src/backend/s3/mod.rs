@@ -113,6 +113,7 @@ pub fn s3_capabilities() -> Capabilities {
         // HEAD with x-amz-checksum-mode reads the stored CRC64-NVME.
         native_checksum: true,
         sends_crc64nvme: true,
+        create_multipart_round_trip: true,
         ..Capabilities::s3_like()
     }
 }
