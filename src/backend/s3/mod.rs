@@ -78,8 +78,6 @@ pub struct S3Backend {
     client: Client,
     caps: Capabilities,
     endpoint: Option<String>,
-    /// Every upload carries a CRC64-NVME that S3 checks and keeps.
-    checksum: bool,
     /// Copies of larger objects go part by part (UploadPartCopy), in parts of this size.
     copy_part: u64,
 }
@@ -193,7 +191,7 @@ impl S3Backend {
         }
         let mut backend = Self::from_builder(builder)?;
         backend.copy_part = copy_part;
-        backend.checksum = native_checksum;
+        // Every upload then carries a CRC64-NVME that S3 checks and keeps.
         backend.caps.sends_crc64nvme = native_checksum;
         Ok(backend)
     }
@@ -243,7 +241,6 @@ impl S3Backend {
             },
             caps: s3_capabilities(),
             endpoint,
-            checksum: true,
             copy_part: MAX_SINGLE_COPY,
         })
     }
@@ -334,7 +331,7 @@ impl S3Backend {
                 .condition(&opts.mode)?,
             opts,
         )?;
-        if self.checksum {
+        if self.caps.sends_crc64nvme {
             req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(&data))?;
         }
         let req = req.body(data);
@@ -551,7 +548,7 @@ impl S3Backend {
         let op = Op::CreateMultipart;
         let mut req = self.request(op, key, Method::POST, Some("uploads"))?;
         req = WIRE.attributes(req, opts)?;
-        if self.checksum {
+        if self.caps.sends_crc64nvme {
             req = req.header("x-amz-checksum-algorithm", "CRC64NVME")?;
         }
         let resp = self
@@ -577,7 +574,7 @@ impl S3Backend {
         let n = part.get().to_string();
         let q = query(&[("partNumber", &n), ("uploadId", &upload.0)]);
         let mut req = self.request(op, key, Method::PUT, Some(&q))?;
-        if self.checksum {
+        if self.caps.sends_crc64nvme {
             req = req.header("x-amz-checksum-crc64nvme", &crc64nvme(&data))?;
         }
         let resp = self.client.send(req.body(data)).await?;
@@ -585,7 +582,8 @@ impl S3Backend {
         let etag = header(headers, "etag")
             .ok_or_else(|| garbage(NAME, op, key.as_str(), "a part answer without an ETag"))?;
         let crc = self
-            .checksum
+            .caps
+            .sends_crc64nvme
             .then(|| header(headers, "x-amz-checksum-crc64nvme"))
             .flatten();
         Ok(PartInfo {
