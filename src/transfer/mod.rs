@@ -25,8 +25,10 @@
 //! - Failures: a part is retried with exponential backoff while its bytes are held; a
 //!   final failure aborts the multipart upload and returns a typed error; an upload dropped
 //!   unfinished is aborted in the background.
-//! - Checksums: a CRC32C of each part is computed as it is sent (hardware accelerated,
-//!   on the runtime's threads), combined into the whole object's and stored with the object in the metadata entry
+//! - Checksums: a CRC32C of the whole object is computed as its bytes come in (hardware
+//!   accelerated; the [`Upload`] writer checksums each block of input right
+//!   after copying it, while it is still in the CPU's caches; a file's parts as they are
+//!   read) and stored with the object in the metadata entry
 //!   [`CHECKSUM_METADATA`] (as 8 hex digits); downloads verify it and answer
 //!   [`ErrorKind::ChecksumMismatch`](crate::ErrorKind::ChecksumMismatch). On S3, where
 //!   metadata is fixed when a multipart upload starts, every upload also carries a
