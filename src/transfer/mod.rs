@@ -133,6 +133,16 @@ pub const ONE_STREAM_RATE: u64 = 1_000_000_000;
 /// from memory to copy it into the socket; with 40 MiB, mostly from the cache.
 pub const NEAR_SPLIT: u64 = 4;
 
+/// How an upload sends its parts after the first (see
+/// [`TransferConfig::upload_split_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadSplit {
+    /// Into how many requests each part is split (1: whole parts).
+    pub pieces: u64,
+    /// How many of those requests go at once.
+    pub in_flight: usize,
+}
+
 /// Parts and ranges are not split below this size.
 const MIN_SPLIT_PART: u64 = 4 * MIB;
 
@@ -215,15 +225,24 @@ impl TransferConfig {
         }
     }
 
-    /// Into how many requests an upload splits each part after the first when creating it
-    /// took `latency`: [`NEAR_SPLIT`] below [`NEAR_LATENCY`] (the same number in flight,
-    /// less memory), else [`split_for`](Self::split_for) (more in flight, the same
-    /// memory); always 1 when [`adapt_to_latency`](Self::adapt_to_latency) is off.
-    pub fn upload_split_for(&self, latency: Duration) -> u64 {
+    /// How an upload sends each part after the first when creating it took `latency`:
+    /// [`NEAR_SPLIT`] pieces below [`NEAR_LATENCY`] with `concurrency` in flight (less
+    /// memory), else [`split_for`](Self::split_for) pieces with that many times
+    /// `concurrency` in flight (the same memory); whole parts when
+    /// [`adapt_to_latency`](Self::adapt_to_latency) is off.
+    pub fn upload_split_for(&self, latency: Duration) -> UploadSplit {
+        let concurrency = self.concurrency.max(1);
         if self.adapt_to_latency && latency < NEAR_LATENCY {
-            NEAR_SPLIT
+            UploadSplit {
+                pieces: NEAR_SPLIT,
+                in_flight: concurrency,
+            }
         } else {
-            self.split_for(latency)
+            let pieces = self.split_for(latency);
+            UploadSplit {
+                pieces,
+                in_flight: concurrency * pieces as usize,
+            }
         }
     }
 

@@ -249,22 +249,20 @@ impl Engine {
             return Ok(id);
         }
         let latency = started.elapsed();
-        let split = self.store.transfer().config.upload_split_for(latency);
+        let cfg = &self.store.transfer().config;
+        let (plan, concurrency) = (cfg.upload_split_for(latency), cfg.concurrency.max(1));
         let sizer = self.sizer();
         let next = self.next_part.saturating_add(1);
-        if split > 1 && sizer.split_size(next, split) < sizer.size_of(next) {
-            let near = latency < super::NEAR_LATENCY;
+        if plan.pieces > 1 && sizer.split_size(next, plan.pieces) < sizer.size_of(next) {
             tracing::debug!(
                 latency_ms = latency.as_millis() as u64,
-                split,
-                near,
+                pieces = plan.pieces,
+                in_flight = plan.in_flight,
                 "smaller parts after the first"
             );
-            self.split = split;
-            if !near {
-                let concurrency = self.store.transfer().config.concurrency.max(1);
-                self.slots.add_permits(concurrency * (split as usize - 1));
-            }
+            self.split = plan.pieces;
+            self.slots
+                .add_permits(plan.in_flight.saturating_sub(concurrency));
         }
         Ok(id)
     }
