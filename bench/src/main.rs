@@ -362,9 +362,13 @@ fn run_interleaved(
     sink: &str,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Vec<Outcome>> = clients.iter().map(|_| Vec::new()).collect();
-    for _ in 0..runs.max(1) {
-        for (i, client) in clients.iter().enumerate() {
-            outcomes[i].push(run_child(exe, target, *client, upload, mib, scratch, sink));
+    for round in 0..runs.max(1) as usize {
+        // Each round starts one client further on, so that no client always runs after
+        // the same one (and inherits what it left: dirty pages, freed memory).
+        for k in 0..clients.len() {
+            let i = (round + k) % clients.len();
+            let client = clients[i];
+            outcomes[i].push(run_child(exe, target, client, upload, mib, scratch, sink));
         }
     }
     outcomes.into_iter().map(aggregate).collect()
@@ -426,6 +430,16 @@ fn run_child(
     sink: &str,
 ) -> Outcome {
     if target == Target::Fs {
+        if upload {
+            // Every upload writes a new object, as a migration does: replacing the last
+            // run's 1 GiB file would have ext4 write the new one back at the rename (its
+            // replace-by-rename heuristic), and the disk's speed would decide the row.
+            let owner = client.object_owner();
+            let old = scratch
+                .join(format!("fs-{}", owner.name()))
+                .join(cases::object_key(owner, mib));
+            let _ = std::fs::remove_file(old);
+        }
         // Each case starts with no dirty pages left by the one before, which the kernel
         // would otherwise write back during this one (and charge to whoever runs then).
         // SAFETY: sync(2) takes no arguments and cannot fail.

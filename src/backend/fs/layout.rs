@@ -192,7 +192,7 @@ impl Layout {
             .open(&tmp.path)
             .map_err(io_err)?;
         for c in chunks {
-            f.write_all(c).map_err(io_err)?;
+            write_seq(&mut f, c).map_err(io_err)?;
         }
         if self.fsync {
             f.sync_all().map_err(io_err)?;
@@ -208,6 +208,33 @@ impl Layout {
             let _ = d.sync_all();
         }
     }
+}
+
+/// The most bytes one write hands the page cache. Linux backs a write of 2 MiB or more
+/// with 2 MiB page-cache folios where the filesystem allows (ext4, XFS); on a virtual
+/// machine that returns free memory to its host (free page reporting, which reports free
+/// blocks of 2 MiB and more), those folios come from memory the host took back, and the
+/// copy into them waits for the host at every 4 KiB. Smaller writes get smaller folios,
+/// mostly from memory still in place: a new 1 GiB file written with `dd` in 4 MiB writes
+/// took 0.29-0.83 s of system time on this project's machine, in 1 MiB writes 0.29-0.34
+/// (10 rounds each, alternating). 1024 writes per GiB cost nothing measurable.
+const PAGE_CACHE_WRITE: usize = 1 << 20;
+
+/// Writes all of `buf` at the file's position, at most [`PAGE_CACHE_WRITE`] bytes a call.
+pub(super) fn write_seq(file: &mut File, buf: &[u8]) -> io::Result<()> {
+    buf.chunks(PAGE_CACHE_WRITE)
+        .try_for_each(|piece| file.write_all(piece))
+}
+
+/// Writes all of `buf` at offset `at`, at most [`PAGE_CACHE_WRITE`] bytes a call.
+pub(super) fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut pos = at;
+    for piece in buf.chunks(PAGE_CACHE_WRITE) {
+        file.write_all_at(piece, pos)?;
+        pos += piece.len() as u64;
+    }
+    Ok(())
 }
 
 /// Opens a regular file without following a final symbolic link and without blocking on a
@@ -304,5 +331,38 @@ impl Sidecar {
 
     pub(super) fn find(&self, etag: Option<&str>) -> Option<&Attributes> {
         self.entries.iter().find(|a| Some(a.etag.as_str()) == etag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3.5 MiB of bytes that differ from one position to the next.
+    fn numbered() -> Vec<u8> {
+        (0..7 * PAGE_CACHE_WRITE / 2)
+            .map(|i| (i % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn writes_split_into_pieces_land_where_they_belong() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = numbered();
+
+        let path = dir.path().join("seq");
+        let mut f = File::create(&path).unwrap();
+        write_seq(&mut f, &data[..10]).unwrap();
+        write_seq(&mut f, &data[10..]).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), data);
+
+        let path = dir.path().join("at");
+        let f = File::create(&path).unwrap();
+        let at = 12_345u64;
+        write_at(&f, &data, at).unwrap();
+        let read = fs::read(&path).unwrap();
+        assert_eq!(read.len() as u64, at + data.len() as u64);
+        assert!(read[..at as usize].iter().all(|&b| b == 0));
+        assert_eq!(&read[at as usize..], &data[..]);
     }
 }

@@ -21,13 +21,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use super::layout::{Layout, TempFile, etag_of, open_regular};
+use super::layout::{Layout, TempFile, etag_of, open_regular, write_at};
 use super::{NAME, io_error};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -215,7 +215,7 @@ pub(super) fn write_in_place(
         let _gate = write_gate(dir).lock().unwrap_or_else(|p| p.into_inner());
         let mut at = offset;
         for chunk in data.chunks() {
-            file.write_all_at(chunk, at).map_err(&io_err)?;
+            write_at(&file, chunk, at).map_err(&io_err)?;
             at += chunk.len() as u64;
         }
     }
