@@ -192,6 +192,19 @@ impl Case {
     fn key(&self) -> String {
         object_key(self.client, self.mib)
     }
+
+    /// The file a download into a file writes (`download_file` and the peers' file rows);
+    /// it is removed after the measurement, not during it.
+    fn download_path(&self) -> Option<PathBuf> {
+        let name = if self.client == Client::CloudstoreDownloadFile {
+            "download_file"
+        } else if self.client.to_file() {
+            self.client.name()
+        } else {
+            return None;
+        };
+        Some(self.scratch.join(format!("{name}.bin")))
+    }
 }
 
 fn cpu_now() -> f64 {
@@ -233,6 +246,13 @@ pub async fn run(case: &Case) -> R<Measured> {
         client.download(case).await?
     };
     let (secs, cpu_secs) = (t0.elapsed().as_secs_f64(), cpu_now() - cpu0);
+    if !case.upload
+        && let Some(path) = case.download_path()
+    {
+        // Dropping a 1 GiB file's pages is the kernel's work after the download, not the
+        // client's: outside the measurement.
+        std::fs::remove_file(path)?;
+    }
     if bytes != case.size() {
         return Err(format!("transferred {bytes} bytes, expected {}", case.size()).into());
     }
@@ -485,10 +505,9 @@ impl Runner {
         let key = case.key();
         Ok(match self {
             Runner::Cloudstore(store) if case.client == Client::CloudstoreDownloadFile => {
-                let path = case.scratch.join("download_file.bin");
+                let path = case.download_path().ok_or("no download path")?;
                 let meta = store.download_file(&key, &path).await?;
                 let total = std::fs::metadata(&path)?.len();
-                std::fs::remove_file(&path)?;
                 if total != meta.size {
                     return Err("download_file wrote a short file".into());
                 }
@@ -542,9 +561,10 @@ impl Runner {
     }
 }
 
-/// Counts a streamed download (every client's but `download_file`), or for the peers' file rows writes it in order into a file (each
-/// chunk one blocking write, as tokio's `File` would copy it into a buffer of its own
-/// first), syncs it and removes it: what a user of that crate would write for a file.
+/// Counts a streamed download (every client's but `download_file`), or for the peers' file
+/// rows writes it in order into a file (each chunk one blocking write, as tokio's `File`
+/// would copy it into a buffer of its own first) and syncs it: what a user of that crate
+/// would write for a file.
 async fn consume(case: &Case, mut chunks: futures::stream::BoxStream<'_, R<Bytes>>) -> R<u64> {
     use std::io::Write;
     let mut total = 0u64;
@@ -554,13 +574,12 @@ async fn consume(case: &Case, mut chunks: futures::stream::BoxStream<'_, R<Bytes
         }
         return Ok(total);
     }
-    let path = case.scratch.join(format!("{}.bin", case.client.name()));
+    let path = case.download_path().ok_or("no download path")?;
     let mut file = std::fs::File::create(&path)?;
     while let Some(chunk) = chunks.try_next().await? {
         total += chunk.len() as u64;
         file = tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|()| file)).await??;
     }
     tokio::task::spawn_blocking(move || file.sync_all()).await??;
-    std::fs::remove_file(&path)?;
     Ok(total)
 }
