@@ -182,12 +182,10 @@ impl Source {
         let path = self.path.display().to_string();
         let buffers = buffers.clone();
         tokio::task::spawn_blocking(move || -> io::Result<(Bytes, Crc32c)> {
-            use std::os::unix::fs::FileExt;
             let mut buf = buffers.take(len as usize);
-            buf.resize(len as usize, 0);
-            file.read_exact_at(&mut buf, offset)?;
+            buf.read_exact_at(&file, offset, len as usize)?;
             let mut crc = Crc32c::new();
-            crc.update(&buf);
+            crc.update(buf.as_slice());
             Ok((buffers.freeze(buf), crc))
         })
         .await

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::checksum::{CHECKSUM_METADATA, Crc32c};
-use super::pool::{Buffers, Lease};
+use super::pool::{Buf, Buffers, Lease};
 use super::{PartSizer, Progress, ProgressFn, backoff};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -596,7 +596,7 @@ enum State {
 pub struct Upload {
     state: State,
     /// Input gathered into a chunk of [`STAGING`] bytes (a pooled buffer).
-    staging: Vec<u8>,
+    staging: Buf,
     /// The checksums continued over `staging`, block by block as the input is copied in
     /// (`None`: the engine computes them when the chunk joins the upload).
     staging_sums: Option<Known>,
@@ -619,7 +619,7 @@ impl Upload {
             staging_sums: None,
             staging_limit: STAGING,
             state: State::Idle(Box::new(Engine::new(store, key, opts))),
-            staging: Vec::new(),
+            staging: Buf::default(),
             _lease: buffers.lease(),
             buffers,
         }

@@ -48,7 +48,7 @@
 //! returns nothing. Multipart uploads follow S3's limits by default, like the memory backend.
 
 use std::fs;
-use std::io::{self, Read, Seek};
+use std::io::{self, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -595,7 +595,7 @@ impl Backend for FsBackend {
                     let mut f = &*file;
                     f.seek(io::SeekFrom::Start(start))?;
                     let mut buf = buffers.take(len);
-                    f.take(len as u64).read_to_end(&mut buf)?;
+                    buf.read_from(f, len)?;
                     if buf.len() < len {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
