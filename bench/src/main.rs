@@ -6,7 +6,7 @@
 //! `target/bench-transfer.md`.
 //!
 //! ```text
-//! cloudstore-bench [--mib N] [--runs N] [--part-mib N] [--out FILE] [FILTER...]
+//! cloudstore-bench [--mib N] [--runs N] [--rounds N] [--part-mib N] [--out FILE] [FILTER...]
 //! ```
 //!
 //! - size: `--mib`, else `CLOUDSTORE_BENCH_MIB`, else 256 (MiB; several GiB work: nothing
@@ -15,6 +15,9 @@
 //! - part size of every client: `--part-mib`, else `CLOUDSTORE_BENCH_PART_MIB`, else 16.
 //! - runs per case: `--runs`, else `CLOUDSTORE_BENCH_RUNS`, else 3; the table gives the
 //!   median MB/s and CPU and the largest peak RSS.
+//! - rounds of the interleaved cases (the sink's clients both ways, the uploads to memory
+//!   and fs; one run of each client per round): `--rounds`, else
+//!   `CLOUDSTORE_BENCH_ROUNDS`, else 9, and never fewer than the runs per case.
 //! - FILTER: target names (`sink`, `memory`, `fs`, `seaweedfs`, `azurite`, `fake-gcs`)
 //!   and/or client names (`cloudstore`, `object_store`, `opendal`, ... prefixes match);
 //!   none means everything.
@@ -347,6 +350,9 @@ fn run_case(
     }
     aggregate(outcomes)
 }
+
+/// Rounds of the interleaved cases in this run (`--rounds`, at least `--runs`).
+static ROUNDS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 /// Runs `clients` in rounds (one run of each per round), so that a machine that drifts
 /// during the benchmark drifts under all of them alike; one outcome per client.
@@ -808,8 +814,9 @@ fn table(header: &str, rows: &[Row], skipped: &[(Target, String)]) -> String {
         );
     }
     t.push_str(&format!(
-        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses {} MiB parts (chunks, ranges) and 8 in flight. The sink's clients (both directions) and the uploads to memory and fs run interleaved, one run of each client per round, at least 9 rounds: one run of the same case swings 2-3x on a small machine.\n",
-        part_size() >> 20
+        "\nMB/s = 10^6 bytes per wall-clock second of the transfer alone; CPU-s/GB = user + system CPU seconds of the client process during the transfer (getrusage) per 10^9 bytes; peak RSS = ru_maxrss of the case's process (wait4). The sink runs in the runner's process, so its CPU and memory are not counted; memory and fs stores run inside the client process, so theirs are. Every client uses {} MiB parts (chunks, ranges) and 8 in flight. The sink's clients (both directions) and the uploads to memory and fs run interleaved, one run of each client per round, {} rounds (medians): one run of the same case swings 2-3x on a small machine.\n",
+        part_size() >> 20,
+        ROUNDS.get().copied().unwrap_or(9)
     ));
     t.push_str(&targets(rows));
     t
@@ -1121,6 +1128,10 @@ fn runner_main(args: &[String]) -> R<bool> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    let mut rounds: u32 = std::env::var("CLOUDSTORE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
     let mut out = root.join("target/bench-transfer.md");
     let mut filters = Vec::new();
     let mut part_mib = None;
@@ -1129,12 +1140,13 @@ fn runner_main(args: &[String]) -> R<bool> {
         match a.as_str() {
             "--mib" => mib = it.next().ok_or("--mib needs a value")?.parse()?,
             "--runs" => runs = it.next().ok_or("--runs needs a value")?.parse()?,
+            "--rounds" => rounds = it.next().ok_or("--rounds needs a value")?.parse()?,
             "--part-mib" => part_mib = Some(it.next().ok_or("--part-mib needs a value")?),
             "--out" => out = PathBuf::from(it.next().ok_or("--out needs a value")?),
             "--bench" => {}
             "-h" | "--help" => {
                 println!(
-                    "cloudstore-bench [--mib N] [--runs N] [--part-mib N] [--out FILE] [FILTER...]\n\nFILTER: target ({}) or client ({}) names or prefixes",
+                    "cloudstore-bench [--mib N] [--runs N] [--rounds N] [--part-mib N] [--out FILE] [FILTER...]\n\n--runs: runs of a case (median); --rounds: rounds of the interleaved cases (default 9, at least --runs)\nFILTER: target ({}) or client ({}) names or prefixes",
                     Target::ALL.map(Target::name).join(", "),
                     Client::ALL.map(Client::name).join(", ")
                 );
@@ -1219,7 +1231,8 @@ fn runner_main(args: &[String]) -> R<bool> {
     };
     // Rounds for the interleaved clients (below): one run of the same case swings 2-3x on
     // this project's machine, so three rounds decide nothing.
-    let many_rounds = runs.max(9);
+    let many_rounds = rounds.max(runs);
+    let _ = ROUNDS.set(many_rounds);
     for target in Target::ALL {
         if only_small {
             break;
@@ -1248,8 +1261,8 @@ fn runner_main(args: &[String]) -> R<bool> {
         let sink_url = wan_urls.get(&target).unwrap_or(&direct_url).clone();
         // On the machine's own targets one run of the same case swings 2-3x with the
         // kernel (fresh pages, the page cache, the in-process sink sharing the cores; see
-        // the README): their clients run interleaved, one run of each per round and at least
-        // 9 rounds, so that no client gets only the quiet or only the busy minutes. Uploads
+        // the README): their clients run interleaved, one run of each per round and
+        // `--rounds` rounds (9 unless asked), so that no client gets only the quiet or only the busy minutes. Uploads
         // to memory and fs, and both directions at the sink.
         let interleaved: &[bool] = match target {
             Target::Sink => &[true, false],
