@@ -254,12 +254,7 @@ impl WriteAt {
         let (file, at, batch) = (self.file.clone(), self.at, std::mem::take(&mut self.batch));
         let len = std::mem::take(&mut self.batched) as u64;
         tokio::task::spawn_blocking(move || -> io::Result<()> {
-            use std::os::unix::fs::FileExt;
-            let mut pos = at;
-            for c in &batch {
-                file.write_all_at(c, pos)?;
-                pos += c.len() as u64;
-            }
+            crate::backend::fs::write_chunks_at(&file, &batch, at)?;
             start_writeback(&file, at, len);
             Ok(())
         })

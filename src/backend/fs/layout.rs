@@ -226,11 +226,12 @@ pub(super) fn write_seq(file: &mut File, buf: &[u8]) -> io::Result<()> {
         .try_for_each(|piece| file.write_all(piece))
 }
 
-/// Writes all of `buf` at offset `at`, at most [`PAGE_CACHE_WRITE`] bytes a call.
-pub(super) fn write_at(file: &File, buf: &[u8], at: u64) -> io::Result<()> {
+/// Writes `chunks` one after another from offset `at`, at most [`PAGE_CACHE_WRITE`]
+/// bytes a call.
+pub(crate) fn write_chunks_at(file: &File, chunks: &[Bytes], at: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut pos = at;
-    for piece in buf.chunks(PAGE_CACHE_WRITE) {
+    for piece in chunks.iter().flat_map(|c| c.chunks(PAGE_CACHE_WRITE)) {
         file.write_all_at(piece, pos)?;
         pos += piece.len() as u64;
     }
@@ -359,7 +360,11 @@ mod tests {
         let path = dir.path().join("at");
         let f = File::create(&path).unwrap();
         let at = 12_345u64;
-        write_at(&f, &data, at).unwrap();
+        let chunks = [
+            Bytes::copy_from_slice(&data[..3]),
+            Bytes::copy_from_slice(&data[3..]),
+        ];
+        write_chunks_at(&f, &chunks, at).unwrap();
         let read = fs::read(&path).unwrap();
         assert_eq!(read.len() as u64, at + data.len() as u64);
         assert!(read[..at as usize].iter().all(|&b| b == 0));

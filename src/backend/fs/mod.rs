@@ -75,6 +75,7 @@ mod staging;
 mod walk;
 
 use crate::transfer::pool::Buffers;
+pub(crate) use layout::write_chunks_at;
 use layout::{
     Attributes, Layout, Sidecar, Stripes, TempFile, etag_of, link_refused, no_upload, open_regular,
 };

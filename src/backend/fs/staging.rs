@@ -27,7 +27,7 @@ use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use super::layout::{Layout, TempFile, etag_of, open_regular, write_at};
+use super::layout::{Layout, TempFile, etag_of, open_regular, write_chunks_at};
 use super::{NAME, io_error};
 use crate::error::{Error, ErrorKind, Op, Result};
 use crate::key::Key;
@@ -213,11 +213,7 @@ pub(super) fn write_in_place(
         // One write at a time per upload in this process: the kernel serialises writes to
         // a file anyway, and waiting here sleeps where its lock would spin.
         let _gate = write_gate(dir).lock().unwrap_or_else(|p| p.into_inner());
-        let mut at = offset;
-        for chunk in data.chunks() {
-            write_at(&file, chunk, at).map_err(&io_err)?;
-            at += chunk.len() as u64;
-        }
+        write_chunks_at(&file, data.chunks(), offset).map_err(&io_err)?;
     }
     if layout.fsync {
         file.sync_data().map_err(&io_err)?;
