@@ -458,7 +458,7 @@ impl Store {
             .open(&tmp_path)
             .map_err(|e| io_err(self, &k, e))?;
         let guard = TempPath(Some(tmp_path.clone()));
-        file.set_len(meta.size).map_err(|e| io_err(self, &k, e))?;
+        crate::backend::fs::preallocate(&file, meta.size).map_err(|e| io_err(self, &k, e))?;
         let file = Arc::new(file);
 
         let plan = plan(span, first, first_span, meta.size, |rest| {

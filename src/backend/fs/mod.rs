@@ -75,10 +75,10 @@ mod staging;
 mod walk;
 
 use crate::transfer::pool::Buffers;
-pub(crate) use layout::write_chunks_at;
 use layout::{
     Attributes, Layout, Sidecar, Stripes, TempFile, etag_of, link_refused, no_upload, open_regular,
 };
+pub(crate) use layout::{preallocate, write_chunks_at};
 
 const NAME: &str = "fs";
 /// The directory under the root that holds the crate's own state.
