@@ -1057,6 +1057,41 @@ async fn the_round_trip_decides_how_parts_and_ranges_are_split() {
     }
 }
 
+/// `download_file` over a short round trip keeps `concurrency` reads open, and
+/// twice as many from 60 ms on (their waits for a first byte overlap), unless
+/// `adapt_to_latency` is off; the file is the object's bytes every time. (Tokio's clock is
+/// paused: the round trips cost no wall time.)
+#[tokio::test(start_paused = true)]
+async fn file_downloads_keep_more_ranges_in_flight_over_a_long_round_trip() {
+    let body = data(64 * 1024, 43);
+    for (latency_ms, adapt, want) in [(160u64, true, 4), (10, true, 2), (160, false, 2)] {
+        let cfg = TransferConfig {
+            adapt_to_latency: adapt,
+            ..config(1024, 2)
+        };
+        let (store, hooks) = hooked(small_caps(), cfg);
+        store.put("far", body.clone()).await.unwrap();
+        if latency_ms > 0 {
+            *hooks.latency.lock().unwrap() = Some(std::time::Duration::from_millis(latency_ms));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("far.bin");
+        store.download_file("far", &out).await.unwrap();
+        let what = format!("{latency_ms} ms, adapt {adapt}");
+        assert!(
+            std::fs::read(&out).unwrap() == body,
+            "{what}: the file differs"
+        );
+        let open = hooks.max_reads_open.load(Ordering::SeqCst);
+        assert_eq!(open, want, "{what}: reads open at once");
+        assert_eq!(
+            hooks.reads_open.load(Ordering::SeqCst),
+            0,
+            "{what}: a read left open"
+        );
+    }
+}
+
 /// A backend whose parts do not go faster side by side (a local directory) gets them one
 /// at a time, each as soon as it is full; the object is the same.
 #[tokio::test]

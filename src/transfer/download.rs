@@ -44,10 +44,10 @@ fn ranges(span: Range<u64>, chunk: u64) -> Vec<Range<u64>> {
 const FILE_RANGE_MAX: u64 = 64 * MIB;
 
 /// The range size for the `rest` bytes of a file download after its first range: about
-/// four rounds of `concurrency` ranges, at least `part_size`, at most [`FILE_RANGE_MAX`]
+/// four rounds of `in_flight` ranges, at least `part_size`, at most [`FILE_RANGE_MAX`]
 /// (or `part_size`, if that is larger).
-fn file_range_size(rest: u64, part_size: u64, concurrency: usize) -> u64 {
-    let rounds = 4 * concurrency.max(1) as u64;
+fn file_range_size(rest: u64, part_size: u64, in_flight: usize) -> u64 {
+    let rounds = 4 * in_flight.max(1) as u64;
     rest.div_ceil(rounds)
         .clamp(part_size, part_size.max(FILE_RANGE_MAX))
 }
@@ -438,8 +438,18 @@ impl Store {
             first,
             cfg,
             check,
-            ..
+            latency,
         } = opened;
+        // Over a long round trip, more ranges in flight, whose waits for a first byte
+        // overlap: they stream to disk, so each holds no more than one batch of memory.
+        let in_flight = cfg.concurrency.max(1) * cfg.split_for(latency) as usize;
+        if in_flight > cfg.concurrency.max(1) {
+            tracing::debug!(
+                latency_ms = latency.as_millis() as u64,
+                in_flight,
+                "long round trip: more ranges in flight"
+            );
+        }
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -462,7 +472,7 @@ impl Store {
         let file = Arc::new(file);
 
         let plan = plan(span, first, first_span, meta.size, |rest| {
-            file_range_size(rest, cfg.part_size, cfg.concurrency)
+            file_range_size(rest, cfg.part_size, in_flight)
         });
 
         let done = Arc::new(AtomicU64::new(0));
@@ -495,7 +505,7 @@ impl Store {
                     Ok::<_, Error>((offset, sink.crc))
                 })
             })
-            .buffer_unordered(cfg.concurrency.max(1))
+            .buffer_unordered(in_flight)
             .try_collect()
             .await?;
         if check.is_some() {

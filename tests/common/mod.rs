@@ -50,6 +50,26 @@ pub struct Hooks {
     /// Answer the n-th read for only the first half of the range asked (a server that
     /// serves less than asked, its answer consistent with itself).
     pub short_answer: Mutex<Option<usize>>,
+    /// Reads asked for and not yet done with (their bodies still held), and the most at once.
+    pub reads_open: AtomicUsize,
+    pub max_reads_open: AtomicUsize,
+}
+
+/// A read counted in [`Hooks::reads_open`] until dropped.
+struct ReadOpen(Arc<Hooks>);
+
+impl ReadOpen {
+    fn new(hooks: &Arc<Hooks>) -> ReadOpen {
+        let now = hooks.reads_open.fetch_add(1, Ordering::SeqCst) + 1;
+        hooks.max_reads_open.fetch_max(now, Ordering::SeqCst);
+        ReadOpen(hooks.clone())
+    }
+}
+
+impl Drop for ReadOpen {
+    fn drop(&mut self) {
+        self.0.reads_open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Hooks {
@@ -84,6 +104,7 @@ impl Backend for Hooked {
         self.inner.put(key, data, opts).await
     }
     async fn get(&self, key: &Key, opts: &GetOptions) -> cloudstore::Result<GetResult> {
+        let open = ReadOpen::new(&self.hooks);
         self.hooks.wait_round_trip().await;
         let n = self.hooks.gets.fetch_add(1, Ordering::SeqCst) + 1;
         let replace = *self.hooks.replace_on_get.lock().unwrap();
@@ -149,6 +170,12 @@ impl Backend for Hooked {
                 })
                 .boxed();
         }
+        // The read stays open while its body is held.
+        let body = std::mem::replace(&mut res.body, Box::pin(futures::stream::empty()));
+        res.body = Box::pin(futures::StreamExt::map(body, move |chunk| {
+            let _ = &open;
+            chunk
+        }));
         Ok(res)
     }
     async fn head(&self, key: &Key) -> cloudstore::Result<ObjectMeta> {
