@@ -230,13 +230,17 @@ fn io_err(store: &Store, key: &Key, e: io::Error) -> Error {
 const WRITE_BATCH: usize = 2 * MIB as usize;
 
 /// A range of a file download: its bytes are written in place as they arrive, in batches,
-/// and checksummed on the way.
+/// and checksummed on the way. A batch is written while the next one arrives: a range
+/// that stopped reading during each write would leave its connection idle that long (a
+/// connection capped by its TCP window cannot make the time up).
 struct WriteAt {
     file: Arc<std::fs::File>,
     /// Where the next batch goes.
     at: u64,
     batch: Vec<Bytes>,
     batched: usize,
+    /// The batch being written, and its length.
+    writing: Option<(tokio::task::JoinHandle<io::Result<()>>, u64)>,
     crc: Running,
     done: Arc<AtomicU64>,
     total: u64,
@@ -245,23 +249,45 @@ struct WriteAt {
 }
 
 impl WriteAt {
-    /// Writes the batch at its offset (one blocking hop), and asks the kernel to start
-    /// writing those pages back, so the final `fsync` has little left to wait for.
+    /// Starts writing the batch at its offset (one blocking hop) and asking the kernel to
+    /// write those pages back, so the final `fsync` has little left to wait for; then
+    /// waits for the batch before it. At most two batches are held.
     async fn flush(&mut self) -> Result<()> {
         if self.batched == 0 {
             return Ok(());
         }
         let (file, at, batch) = (self.file.clone(), self.at, std::mem::take(&mut self.batch));
         let len = std::mem::take(&mut self.batched) as u64;
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let write = tokio::task::spawn_blocking(move || -> io::Result<()> {
             crate::backend::fs::write_chunks_at(&file, &batch, at)?;
             start_writeback(&file, at, len);
             Ok(())
-        })
-        .await
-        .map_err(|e| Error::new(ErrorKind::Other, Op::Get, "cloudstore", e.to_string()))?
-        .map_err(|e| Error::from_io(Op::Get, "cloudstore", e))?;
+        });
         self.at += len;
+        match self.writing.replace((write, len)) {
+            Some(before) => self.written(before).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what is left and waits until every batch is written.
+    async fn finish(&mut self) -> Result<()> {
+        self.flush().await?;
+        match self.writing.take() {
+            Some(last) => self.written(last).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for a batch's write and reports the progress.
+    async fn written(
+        &self,
+        (write, len): (tokio::task::JoinHandle<io::Result<()>>, u64),
+    ) -> Result<()> {
+        write
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, Op::Get, "cloudstore", e.to_string()))?
+            .map_err(|e| Error::from_io(Op::Get, "cloudstore", e))?;
         let bytes = self.done.fetch_add(len, Ordering::Relaxed) + len;
         if let Some(p) = &self.progress {
             p(Progress {
@@ -441,7 +467,7 @@ impl Store {
             latency,
         } = opened;
         // Over a long round trip, more ranges in flight, whose waits for a first byte
-        // overlap: they stream to disk, so each holds no more than one batch of memory.
+        // overlap: they stream to disk, so each holds at most two batches of memory.
         let in_flight = cfg.concurrency.max(1) * cfg.split_for(latency) as usize;
         if in_flight > cfg.concurrency.max(1) {
             tracing::debug!(
@@ -491,6 +517,7 @@ impl Store {
                     at: r.start,
                     batch: Vec::new(),
                     batched: 0,
+                    writing: None,
                     crc: Running::new(check),
                     done: done.clone(),
                     total: meta.size,
@@ -501,7 +528,7 @@ impl Store {
                     let offset = r.start;
                     fetch.into_sink(&mut sink).await?;
                     sink.parts.fetch_add(1, Ordering::Relaxed);
-                    sink.flush().await.map_err(|e| e.with_key(k.as_str()))?;
+                    sink.finish().await.map_err(|e| e.with_key(k.as_str()))?;
                     Ok::<_, Error>((offset, sink.crc))
                 })
             })

@@ -96,7 +96,7 @@ pub struct TransferConfig {
     /// backend's minimum part size or 4 MiB, nor where the part limit could then no longer
     /// hold the object. `download_file` keeps its ranges (sized for the whole file, at least
     /// `part_size`) and puts `k x concurrency` of them in flight: they stream to disk, so
-    /// each holds at most one 2 MiB batch of memory. The other way, near the store (a first request
+    /// each holds at most two 2 MiB batches of memory. The other way, near the store (a first request
     /// answered within [`NEAR_LATENCY`]): a reader times the opening answer and reads the
     /// rest in one stream when one connection is fast enough ([`ONE_STREAM_RATE`]); an
     /// upload sends the parts after the first in [`NEAR_SPLIT`] pieces with `concurrency`
